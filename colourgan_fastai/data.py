@@ -1,0 +1,266 @@
+"""Data: images in, (L, ab) batches out, the fastai way.
+
+Items are RGB images (files, arrays or crops). They are decoded by `PILColour.create`, which turns any
+file (greyscale, palette, RGBA, 16-bit, EXIF-rotated) into 8-bit RGB, resized/cropped and flipped per item,
+collated, and split into Lab by the `LabSplit` *batch* transform, so the conversion runs on the GPU when
+there is one. `LabSplit.decodes` turns (L, ab) back into RGB, so `show_batch`, `show_results` and
+`predict` show colour pictures.
+"""
+import warnings
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
+                               FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter)
+from fastcore.foundation import L
+
+from .lab import encode_lab, decode_lab
+
+__all__ = ['load_rgb', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
+           'sample_photos_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
+
+IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
+
+
+def _to_8bit_rgb_array(arr: np.ndarray) -> np.ndarray:
+    "Any numpy image (H,W) / (H,W,1|3|4), uint8/uint16/float -> (H,W,3) uint8 (alpha composited on white)."
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4): arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 2: arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an image array of shape (H, W), (H, W, 1|3|4), got {arr.shape}")
+    if arr.dtype == np.uint8: f = arr.astype(np.float32) / 255
+    elif arr.dtype == np.uint16: f = arr.astype(np.float32) / 65535
+    elif np.issubdtype(arr.dtype, np.floating): f = np.clip(arr.astype(np.float32), 0, 1)
+    elif arr.dtype == bool: f = arr.astype(np.float32)
+    else: f = np.clip(arr.astype(np.float32) / np.iinfo(arr.dtype).max, 0, 1)
+    if f.shape[-1] in (2, 4):                       # grey+alpha or RGBA: composite on white
+        a = f[..., -1:]
+        f = f[..., :-1] * a + (1 - a)
+    if f.shape[-1] == 1: f = np.repeat(f, 3, -1)
+    return (f * 255 + 0.5).astype(np.uint8)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    "PIL image of any mode -> numpy array keeping its full bit depth and alpha."
+    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
+    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N'): return np.asarray(im, dtype=np.uint16)
+    if im.mode == 'I':                       # 32-bit int: PNG 16-bit greys often open this way
+        a = np.asarray(im, dtype=np.int64)
+        return np.clip(a, 0, 65535).astype(np.uint16) if a.max() > 255 else a.astype(np.uint8)
+    if im.mode == 'F': return np.asarray(im, dtype=np.float32)
+    if im.mode not in ('L', 'LA', 'RGB', 'RGBA'): im = im.convert('RGBA' if 'A' in im.mode else 'RGB')
+    return np.asarray(im)
+
+
+def open_image(src) -> Image.Image:
+    "Open a path or file object and apply its EXIF orientation (fully loaded, so corrupt files fail here)."
+    im = Image.open(src)
+    im.load()
+    return ImageOps.exif_transpose(im)
+
+
+def load_rgb(src) -> Image.Image:
+    "Path | PIL image | numpy array (grey, palette, RGBA, 16-bit, float) -> 8-bit RGB PIL image."
+    if isinstance(src, Image.Image): arr = _pil_to_array(ImageOps.exif_transpose(src))
+    elif isinstance(src, np.ndarray): arr = src
+    else: arr = _pil_to_array(open_image(src))
+    if isinstance(src, Image.Image) and src.mode == 'RGB': return src if arr is None else Image.fromarray(arr)
+    return Image.fromarray(_to_8bit_rgb_array(arr))
+
+
+class PILColour(PILImage):
+    "A `PILImage` that reads every image type as 8-bit RGB (see `load_rgb`)."
+    @classmethod
+    def create(cls, fn, **kwargs): return cls(load_rgb(fn))
+
+
+class LabSplit(ItemTransform):
+    "Batch transform: RGB batch in [0,1] -> (L, ab), normalised; decodes back to (grey RGB, RGB)."
+    order = 95                                   # after IntToFloatTensor and any augmentation
+
+    def encodes(self, b):
+        if len(b) != 1: return b                 # already split (e.g. a batch built by hand)
+        L_, ab = encode_lab(b[0])
+        return (TensorImage(L_), TensorImage(ab))
+
+    def decodes(self, b):
+        L_ = b[0]
+        grey = TensorImage(decode_lab(L_, L_.new_zeros(*L_.shape[:-3], 2, *L_.shape[-2:])))
+        if len(b) == 1: return (grey,)
+        return (grey, *[TensorImage(decode_lab(L_, ab)) for ab in b[1:]])
+
+
+def colour_datablock(get_x=None, splitter=None, size=64, flip=True, method=ResizeMethod.Crop):
+    "The DataBlock behind every factory: one RGB image per item, `LabSplit` makes (L, ab)."
+    item_tfms = [Resize(size, method=method)] + ([FlipItem(0.5)] if flip else [])
+    return DataBlock(blocks=(ImageBlock(PILColour),), n_inp=1, get_x=get_x, splitter=splitter,
+                     item_tfms=item_tfms, batch_tfms=[LabSplit()])
+
+
+def _subset(items, n, seed):
+    "Seeded random subset of `n` items (all of them when n is None)."
+    items = list(items)
+    if n is None or n >= len(items): return items
+    if n <= 0: raise ValueError(f"n_train must be positive, got {n}")
+    idx = np.random.RandomState(seed).choice(len(items), n, replace=False)
+    return [items[i] for i in sorted(idx)]
+
+
+def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, **kwargs):
+    if not len(train): raise ValueError("no training images")
+    if not len(valid): raise ValueError("no validation images")
+    items = list(train) + list(valid)
+    splitter = IndexSplitter(list(range(len(train), len(items))))
+    kwargs.setdefault('num_workers', 0)
+    return colour_datablock(get_x, splitter, size).dataloaders(items, bs=bs, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR-10
+def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, **kwargs):
+    """CIFAR-10 through `untar_data(URLs.CIFAR, data=data)` (downloads when online and absent).
+    Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder."""
+    # fastdownload resolves a relative `data` against ~/.fastai: make it absolute first
+    path = untar_data(URLs.CIFAR, data=None if data is None else Path(data).expanduser().resolve())
+    train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', 'test'))
+    if not train or not valid: raise FileNotFoundError(f"no CIFAR-10 images under {path}/train and {path}/test")
+    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- STL-10
+# Items are namedtuples: fastai maps plain tuples element-wise, a namedtuple stays one item.
+ArrayIndex = namedtuple('ArrayIndex', 'array index')
+Crop = namedtuple('Crop', 'photo top left side')
+
+
+class ArrayItems:
+    "Picklable getter: item i -> the i-th image of a (N, H, W, 3) uint8 array (e.g. a memmap)."
+    def __init__(self, arrays): self.arrays = arrays
+    def __call__(self, o):
+        return np.ascontiguousarray(self.arrays[o.array][o.index])
+
+
+def read_stl10_binary(fn) -> np.ndarray:
+    "torchvision/STL-10 `*_X.bin`: uint8, column-major 3x96x96 per image -> (N, 96, 96, 3) array (memory-mapped)."
+    fn = Path(fn)
+    n = fn.stat().st_size // (3 * 96 * 96)
+    if n == 0 or fn.stat().st_size % (3 * 96 * 96): raise ValueError(f"{fn} is not an STL-10 image binary")
+    return np.memmap(fn, np.uint8, 'r', shape=(n, 3, 96, 96)).transpose(0, 3, 2, 1)
+
+
+def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwargs):
+    """STL-10 from torchvision's binary files (`stl10_binary/train_X.bin`, `test_X.bin`) or from an
+    image-folder layout with `train/` and `test/` folders (any depth of class folders below)."""
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"STL-10 folder {path} does not exist")
+    binp = next((p for p in (path, path / 'stl10_binary') if (p / 'train_X.bin').exists()), None)
+    if binp is not None:
+        arrays = [read_stl10_binary(binp / 'train_X.bin'), read_stl10_binary(binp / 'test_X.bin')]
+        train = [ArrayIndex(0, i) for i in range(len(arrays[0]))]
+        valid = [ArrayIndex(1, i) for i in range(len(arrays[1]))]
+        return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs,
+                               get_x=ArrayItems(arrays), seed=seed, **kwargs)
+    if (path / 'train').is_dir() and (path / 'test').is_dir():
+        return colour_dls(path / 'train', size=size, bs=bs, valid=path / 'test', seed=seed, n_train=n_train, **kwargs)
+    raise FileNotFoundError(f"{path} holds neither stl10_binary/train_X.bin nor train/ and test/ image folders")
+
+
+# ---------------------------------------------------------------------------------------------- any images
+def find_images(src) -> list:
+    "Image files in a folder (recursively, sorted) or a list of paths; clear errors for missing/empty folders."
+    if isinstance(src, (str, Path)):
+        src = Path(src)
+        if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
+        if src.is_file(): return [src]
+        files = sorted(p for p in src.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+        if not files: raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) found in {src}")
+        return files
+    files = list(src)
+    if not files: raise ValueError("the list of images is empty")
+    return files
+
+
+def check_images(files, min_size=0, verbose=True):
+    """Fully decode each image; skip unreadable ones and ones smaller than `min_size` on the short side,
+    with one warning naming them. Returns the good ones."""
+    good, bad, small = [], [], []
+    for f in progress_bar(files, display=verbose and len(files) > 200, leave=False):
+        if not isinstance(f, (str, Path)): good.append(f); continue
+        try:
+            with Image.open(f) as im:
+                im.load()
+                w, h = im.size
+        except Exception as e:
+            bad.append(f"{f} ({type(e).__name__}: {e})"); continue
+        (small if min(w, h) < min_size else good).append(f)
+    if bad: warnings.warn(f"skipped {len(bad)} unreadable image(s): " + '; '.join(map(str, bad)))
+    if small: warnings.warn(f"skipped {len(small)} image(s) smaller than {min_size} px: " + ', '.join(map(str, small)))
+    return good
+
+
+def colour_dls(source, size=64, bs=32, valid_pct=0.2, valid=None, seed=42, n_train=None, **kwargs):
+    """Any images: a folder (searched recursively) or a list of files. Validation is `valid` (a folder or
+    list) if given, else a seeded `valid_pct` split. Unreadable images and images smaller than `size` are
+    skipped with a warning that names them; no usable image left is an error."""
+    files = check_images(find_images(source), size)
+    if not files: raise ValueError(f"no usable images in {source} (all unreadable or smaller than {size} px)")
+    if valid is not None:
+        vfiles = check_images(find_images(valid), size)
+        train = files
+    else:
+        if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
+        if len(files) < 2: raise ValueError("need at least 2 usable images to split off a validation set")
+        idx = np.random.RandomState(seed).permutation(len(files))
+        n_val = max(1, int(round(valid_pct * len(files))))
+        vfiles = [files[i] for i in sorted(idx[:n_val])]
+        train = [files[i] for i in sorted(idx[n_val:])]
+    kwargs.setdefault('num_workers', None)
+    return _dls_from_lists(_subset(train, n_train, seed), vfiles, size, bs, seed=seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- embedded default
+SAMPLE_PHOTOS = ('astronaut.png', 'coffee.png', 'chelsea.png', 'rocket.jpg', 'hubble_deep_field.jpg', 'ihc.png',
+                 'retina.jpg', 'motorcycle_left.png', 'motorcycle_right.png')
+
+
+class PhotoCrops:
+    "Picklable getter: (photo, top, left, side) -> that square crop of one of scikit-image's colour photos."
+    _cache = {}
+    def __call__(self, o):
+        return Image.fromarray(self.photo(o.photo)[o.top:o.top + o.side, o.left:o.left + o.side])
+    @classmethod
+    def photo(cls, name):
+        if name not in cls._cache:
+            import skimage.data
+            cls._cache[name] = np.asarray(load_rgb(Path(skimage.data.__file__).parent / name))
+        return cls._cache[name]
+
+
+def _crop_specs(rng, name, n, size, x0, x1, h):
+    "n random square crops (side in [size, 2*size]) inside columns [x0, x1) of a photo of height h."
+    out = []
+    for _ in range(n):
+        side = int(rng.randint(size, min(2 * size, x1 - x0, h) + 1))
+        out.append(Crop(name, int(rng.randint(0, h - side + 1)), int(rng.randint(x0, x1 - side + 1)), side))
+    return out
+
+
+def sample_photos_dls(size=64, n=2000, bs=32, seed=42, valid_pct=0.2, **kwargs):
+    """The embedded default: `n` random crops of the colour photos scikit-image ships (no download).
+    Validation crops come from a held-out strip (the right-most `valid_pct` of every photo), so they
+    never overlap a training crop."""
+    rng = np.random.RandomState(seed)
+    n_val = max(1, int(round(n * valid_pct)))
+    train, valid = [], []
+    for j, name in enumerate(SAMPLE_PHOTOS):
+        h, w = PhotoCrops.photo(name).shape[:2]
+        cut = int(w * (1 - valid_pct))
+        if min(h, w - cut) < size: raise ValueError(f"size {size} is too large for the sample photos")
+        n_tr_j = (n - n_val) // len(SAMPLE_PHOTOS) + (j < (n - n_val) % len(SAMPLE_PHOTOS))
+        n_va_j = n_val // len(SAMPLE_PHOTOS) + (j < n_val % len(SAMPLE_PHOTOS))
+        train += _crop_specs(rng, name, n_tr_j, size, 0, cut, h)
+        valid += _crop_specs(rng, name, n_va_j, size, cut, w, h)
+    kwargs.setdefault('num_workers', 0)
+    return _dls_from_lists(train, valid, size, bs, get_x=PhotoCrops(), seed=seed, **kwargs)

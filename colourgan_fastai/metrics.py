@@ -1,0 +1,106 @@
+"""Quality metrics on decoded RGB, as fastai metrics: PSNR, SSIM, colourfulness and its gap to the truth.
+
+Each metric decodes (L, ab_pred) and (L, ab_true) to sRGB in [0, 1] and averages a per-image score over the
+validation set. PSNR alone rewards grey output: report it beside colourfulness.
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from fastai.learner import Metric
+
+from .lab import decode_lab
+
+__all__ = ['psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics']
+
+
+def psnr(pred: Tensor, target: Tensor) -> Tensor:
+    "Per-image PSNR in dB of RGB batches in [0, 1], shape (N, 3, H, W) -> (N,)."
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def _gaussian_window(size=11, sigma=1.5, device=None):
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(pred: Tensor, target: Tensor, win_size=11, sigma=1.5) -> Tensor:
+    """Per-image SSIM (Wang et al. 2004) of RGB batches in [0, 1] -> (N,): Gaussian window (11, sigma 1.5),
+    population covariances, valid region, mean over channels; matches scikit-image's
+    `structural_similarity(gaussian_weights=True, use_sample_covariance=False, data_range=1)`.
+    Images smaller than the window use a window as large as the image allows."""
+    x, y = pred.float(), target.float()
+    n, c, h, w = x.shape
+    win_size = min(win_size, h - (1 - h % 2), w - (1 - w % 2))
+    win = _gaussian_window(win_size, sigma, x.device).expand(c, 1, win_size, win_size)
+    filt = lambda t: F.conv2d(t, win, groups=c)
+    ux, uy = filt(x), filt(y)
+    vx, vy, vxy = filt(x * x) - ux ** 2, filt(y * y) - uy ** 2, filt(x * y) - ux * uy
+    C1, C2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * ux * uy + C1) * (2 * vxy + C2)) / ((ux ** 2 + uy ** 2 + C1) * (vx + vy + C2))
+    return s.flatten(1).mean(1)
+
+
+def colourfulness(rgb: Tensor) -> Tensor:
+    """Per-image colourfulness (Hasler & Suesstrunk 2003) of RGB in [0, 1] -> (N,), on the 0-255 scale:
+    rg = |R-G|, yb = |(R+G)/2 - B|, CF = sqrt(std_rg^2 + std_yb^2) + 0.3 sqrt(mean_rg^2 + mean_yb^2)."""
+    R, G, B = (rgb.float() * 255).unbind(-3)
+    rg, yb = (R - G).abs().flatten(1), (0.5 * (R + G) - B).abs().flatten(1)
+    std = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
+    mean = (rg.mean(1) ** 2 + yb.mean(1) ** 2).sqrt()
+    return std + 0.3 * mean
+
+
+class _RGBMetric(Metric):
+    "Average of a per-image score on decoded RGB over the validation set."
+    def reset(self): self.total, self.count = 0., 0
+
+    def _rgb(self, learn):
+        L_ = learn.xb[0]
+        return decode_lab(L_, learn.pred.detach()), decode_lab(L_, learn.yb[0])
+
+    def accumulate(self, learn):
+        pred, true = self._rgb(learn)
+        s = self.score(pred, true)
+        self.total += s.sum()
+        self.count += len(s)
+
+    @property
+    def value(self): return float(self.total / self.count) if self.count else None
+
+
+class PSNR(_RGBMetric):
+    "Mean per-image PSNR (dB) of the colourised RGB against the truth."
+    def score(self, pred, true): return psnr(pred, true)
+
+
+class SSIM(_RGBMetric):
+    "Mean per-image SSIM of the colourised RGB against the truth."
+    def score(self, pred, true): return ssim(pred, true)
+
+
+class Colourfulness(_RGBMetric):
+    "Mean colourfulness of the colourised images (compare with the truth's: see `DeltaColourfulness`)."
+    def score(self, pred, true): return colourfulness(pred)
+
+
+class DeltaColourfulness(_RGBMetric):
+    "|mean CF(pred) - mean CF(truth)| over the validation set: 0 when the output is as colourful as real photos."
+    def reset(self): self.total, self.true_total, self.count = 0., 0., 0
+
+    def accumulate(self, learn):
+        pred, true = self._rgb(learn)
+        self.total += colourfulness(pred).sum()
+        self.true_total += colourfulness(true).sum()
+        self.count += len(pred)
+
+    @property
+    def value(self): return float((self.total - self.true_total).abs() / self.count) if self.count else None
+
+    @property
+    def name(self): return 'delta_colourfulness'
+
+
+def colour_metrics(): return [PSNR(), SSIM(), Colourfulness(), DeltaColourfulness()]
