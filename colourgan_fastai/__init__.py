@@ -6,3 +6,4 @@ from .data import *
 from .models import *
 from .gan import *
 from .metrics import *
+from .recipe import *

@@ -19,7 +19,7 @@ from fastcore.foundation import L
 from .lab import encode_lab, decode_lab
 
 __all__ = ['load_rgb', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
-           'sample_photos_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
+           'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
 
@@ -27,7 +27,7 @@ IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp',
 def _to_8bit_rgb_array(arr: np.ndarray) -> np.ndarray:
     "Any numpy image (H,W) / (H,W,1|3|4), uint8/uint16/float -> (H,W,3) uint8 (alpha composited on white)."
     arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4): arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] > 4: arr = arr.transpose(1, 2, 0)   # CHW
     if arr.ndim == 2: arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"expected an image array of shape (H, W), (H, W, 1|3|4), got {arr.shape}")
@@ -74,7 +74,7 @@ def load_rgb(src) -> Image.Image:
 class PILColour(PILImage):
     "A `PILImage` that reads every image type as 8-bit RGB (see `load_rgb`)."
     @classmethod
-    def create(cls, fn, **kwargs): return cls(load_rgb(fn))
+    def create(cls, fn: Path | str | np.ndarray | Image.Image, **kwargs): return cls(load_rgb(fn))
 
 
 class LabSplit(ItemTransform):
@@ -122,10 +122,23 @@ def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, **kwargs):
 def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, **kwargs):
     """CIFAR-10 through `untar_data(URLs.CIFAR, data=data)` (downloads when online and absent).
     Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder."""
-    # fastdownload resolves a relative `data` against ~/.fastai: make it absolute first
-    path = untar_data(URLs.CIFAR, data=None if data is None else Path(data).expanduser().resolve())
+    path = _untar(URLs.CIFAR, data)
     train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', 'test'))
     if not train or not valid: raise FileNotFoundError(f"no CIFAR-10 images under {path}/train and {path}/test")
+    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
+
+
+def _untar(url, data):
+    # fastdownload resolves a relative `data` against ~/.fastai: make it absolute first
+    return untar_data(url, data=None if data is None else Path(data).expanduser().resolve())
+
+
+def imagenette_dls(data=None, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwargs):
+    """Imagenette (160 px) through `untar_data(URLs.IMAGENETTE_160, data=data)`, cropped to `size`: the
+    stand-in for STL-10 where STL-10 cannot be had (natural photos, 5,000 training images here)."""
+    path = _untar(URLs.IMAGENETTE_160, data)
+    train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', 'val'))
+    if not train or not valid: raise FileNotFoundError(f"no Imagenette images under {path}/train and {path}/val")
     return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
 
 

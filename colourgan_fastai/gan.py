@@ -12,7 +12,8 @@ discriminator `disc` and its *own* optimiser `disc_opt`:
 
 D (and its optimiser state) rides along in the model's state dict under `gan_colourizer.*`, so `learn.save`
 writes it into the same file, `learn.load` restores it, and `lr_find` (which saves and reloads) leaves both nets
-as it found them. It is never pickled, so `learn.export` writes the generator only.
+as it found them. It is never pickled, so `learn.export` writes the generator only (a Learner exported with the
+callback attached carries an inert one; remove the callback before exporting to leave no trace).
 """
 from functools import partial
 
@@ -42,7 +43,8 @@ class GANColourizer(Callback):
     `spectral`: spectral norm in the default D."""
     order = 20                          # before Recorder (50): its loss columns are in place when Recorder reads them
     _stateattrs = ('disc', 'disc_opt', 'disc_scaler', '_hooks', '_sums')
-    disc = disc_opt = disc_scaler = None
+    disc = disc_opt = disc_scaler = _sums = _avgs = None     # also what an exported (unpickled) callback has
+    _count, _amp_dtype = 0, None
 
     def __init__(self, lambda_l1=100., d_lr=2e-4, betas=(0.5, 0.999), label_smoothing=0., d_warmup_batches=0,
                  disc=None, spectral=False):
@@ -137,6 +139,7 @@ class GANColourizer(Callback):
 
     # ------------------------------------------------------------------ training events
     def before_fit(self):
+        if self.disc is None: return        # exported with the Learner: D was not saved, the callback is inert
         self._add_metrics()
         G = get_model(self.learn.model)
         self.disc.to(next(G.parameters()).device)
@@ -157,7 +160,7 @@ class GANColourizer(Callback):
     def _d_in(self, L_, ab): return torch.cat([_plain(L_), _plain(ab).to(L_.dtype)], 1)
 
     def after_pred(self):
-        if not self.training: return
+        if not self.training or self.disc is None: return
         L_, real, fake = self.xb[0], self.yb[0], self.learn.pred.detach()
         smooth = 1. - self.label_smoothing
         with self._autocast(L_.device):
@@ -177,7 +180,7 @@ class GANColourizer(Callback):
         self.n_batches += 1
 
     def after_loss(self):
-        if not self.training: return
+        if not self.training or self.disc is None: return
         l1 = self.learn.loss_grad
         if self.n_batches <= self.d_warmup_batches:     # D warm-up: no G update at all
             self._record(torch.zeros_like(self._loss_D), _plain(l1).detach().float())

@@ -10,7 +10,7 @@ from fastai.learner import Metric
 
 from .lab import decode_lab
 
-__all__ = ['psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics']
+__all__ = ['psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions']
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
@@ -104,3 +104,19 @@ class DeltaColourfulness(_RGBMetric):
 
 
 def colour_metrics(): return [PSNR(), SSIM(), Colourfulness(), DeltaColourfulness()]
+
+
+def score_predictions(dl, predict, metrics=None) -> dict:
+    """Run `predict(L, ab_true) -> ab` over a DataLoader of (L, ab) batches and return the mean L1 on ab and each
+    metric's value, e.g. for the grey baseline (`lambda L, ab: ab * 0`) or the truth (`lambda L, ab: ab`)."""
+    from types import SimpleNamespace
+    metrics = colour_metrics() if metrics is None else metrics
+    for m in metrics: m.reset()
+    l1, n = 0., 0
+    with torch.inference_mode():
+        for L_, ab in dl:
+            pred = predict(L_, ab)
+            l1 += (pred - ab).abs().mean((1, 2, 3)).sum().item()
+            n += len(ab)
+            for m in metrics: m.accumulate(SimpleNamespace(xb=(L_,), yb=(ab,), pred=pred))
+    return {'l1': l1 / n, **{m.name: m.value for m in metrics}}

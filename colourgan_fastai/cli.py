@@ -1,0 +1,125 @@
+"""`colourgan` command line: demo, train, colourize, export."""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ['main']
+
+
+def _fmt(d): return '  '.join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
+
+
+def _save_results_figure(learn, path, max_n=6):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from fastai.torch_core import set_seed
+    set_seed(0)
+    learn.show_results(max_n=max_n, shuffle=False, figsize=(6, 2 * max_n))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.savefig(path, dpi=80, bbox_inches='tight')
+    plt.close('all')
+    return path
+
+
+def cmd_demo(a):
+    from fastai.torch_core import set_seed
+    from . import sample_photos_dls, colour_learner, colour_metrics, score_predictions
+    from .recipe import train_l1_then_gan
+    set_seed(a.seed)
+    t0 = time.time()
+    dls = sample_photos_dls(size=a.size, n=a.n, bs=a.bs, seed=a.seed)
+    learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False, metrics=colour_metrics())
+    print(f"demo: {len(dls.train_ds)} training / {len(dls.valid_ds)} held-out crops of scikit-image's photos, "
+          f"{a.size} px; U-Net on ResNet-20: {a.epochs} L1 epochs, then {a.gan_epochs} GAN epochs")
+    train_l1_then_gan(learn, a.epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1)
+    grey = score_predictions(dls.valid, lambda L, ab: ab * 0)
+    names = learn.recorder.metric_names[1:-1]
+    final = dict(zip(names, learn.recorder.values[-1]))
+    model = {'l1': final['valid_loss'], **{k: final[k] for k in ('psnr', 'ssim', 'colourfulness', 'delta_colourfulness')}}
+    fig = _save_results_figure(learn, a.out)
+    learn.remove_cb(learn.gan_colourizer)
+    Path(a.model).parent.mkdir(parents=True, exist_ok=True)
+    learn.export(Path(a.model).absolute())
+    print(f"demo metrics (held-out): model  {_fmt(model)}")
+    print(f"demo metrics (held-out): grey   {_fmt(grey)}")
+    print(f"wrote {fig} and {a.model} in {time.time() - t0:.0f} s")
+    return 0
+
+
+def _dls_for(a):
+    from . import cifar10_dls, stl10_dls, colour_dls
+    from fastai.data.external import untar_data, URLs
+    if a.dataset == 'cifar10': return cifar10_dls(a.data, n_train=a.n_train, size=a.size or 32, bs=a.bs or 64, seed=a.seed)
+    if a.dataset == 'stl10':
+        if not a.data: raise ValueError("--dataset stl10 needs --data (the folder with stl10_binary/)")
+        return stl10_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed)
+    if a.dataset == 'imagenette':
+        from .data import imagenette_dls
+        return imagenette_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed)
+    if not a.data: raise ValueError("--dataset folder needs --data (a folder of images)")
+    return colour_dls(a.data, size=a.size or 64, bs=a.bs or 32, valid=a.valid, seed=a.seed, n_train=a.n_train)
+
+
+def cmd_train(a):
+    from fastai.torch_core import set_seed
+    from . import colour_learner, colour_metrics
+    from .recipe import train_l1_then_gan
+    out = Path(a.out)
+    if out.with_suffix('.pkl').exists() and not a.overwrite:
+        raise FileExistsError(f"{out.with_suffix('.pkl')} exists; pass --overwrite to replace it")
+    set_seed(a.seed)
+    dls = _dls_for(a)
+    learn = colour_learner(dls, arch=a.arch, pretrained=not a.no_pretrained, weights=a.encoder_weights,
+                           metrics=colour_metrics())
+    learn.path = out.parent.absolute(); learn.model_dir = '.'
+    train_l1_then_gan(learn, a.epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1,
+                      after_l1=lambda l: l.save(out.name + '_unet'))
+    learn.save(out.name)
+    learn.remove_cb(learn.gan_colourizer)
+    learn.export(out.with_suffix('.pkl').name)
+    print(f"saved {out}_unet.pth (U-Net only), {out}.pth (with D, for resuming) and {out.with_suffix('.pkl')} (for colourize)")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='colourgan', description=__doc__)
+    sub = p.add_subparsers(dest='cmd', required=True)
+    d = sub.add_parser('demo', help='train briefly on the embedded sample photos and write a results picture')
+    d.add_argument('--epochs', type=int, default=4); d.add_argument('--gan-epochs', type=int, default=2)
+    d.add_argument('--size', type=int, default=64); d.add_argument('--n', type=int, default=1500)
+    d.add_argument('--bs', type=int, default=32); d.add_argument('--lr', type=float, default=2e-3)
+    d.add_argument('--gan-lr', type=float, default=2e-4); d.add_argument('--lambda-l1', type=float, default=100.)
+    d.add_argument('--seed', type=int, default=42)
+    d.add_argument('--out', default='images/demo_results.png'); d.add_argument('--model', default='models/demo.pkl')
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser('train', help='L1 pretraining then GAN fine-tuning on a data set')
+    t.add_argument('--dataset', choices=['cifar10', 'stl10', 'imagenette', 'folder'], default='cifar10')
+    t.add_argument('--data', help='data root (cifar10/imagenette: the folder holding cifar10/ or imagenette2-160/; '
+                                  'stl10: the folder with stl10_binary/; folder: a folder of images)')
+    t.add_argument('--valid', help='--dataset folder: a separate folder of validation images')
+    t.add_argument('--arch', default='resnet20_cifar'); t.add_argument('--encoder-weights')
+    t.add_argument('--no-pretrained', action='store_true', help='random encoder (no weights download)')
+    t.add_argument('--epochs', type=int, default=20); t.add_argument('--gan-epochs', type=int, default=20)
+    t.add_argument('--lr', type=float, default=1e-3); t.add_argument('--gan-lr', type=float, default=2e-4)
+    t.add_argument('--lambda-l1', type=float, default=100.)
+    t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)
+    t.add_argument('--seed', type=int, default=42)
+    t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
+    t.add_argument('--overwrite', action='store_true')
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    try: return a.func(a)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"colourgan {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__': sys.exit(main())

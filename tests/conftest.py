@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / 'shared'
+
+
+@pytest.fixture(scope='session')
+def shared():
+    "../shared (real CIFAR-10 and weights): skipped in a user's clone, an error in CI (COLOURGAN_REQUIRE_SHARED=1)."
+    if not SHARED.is_dir():
+        msg = f"{SHARED} (data and weights) is absent"
+        if os.environ.get('COLOURGAN_REQUIRE_SHARED'): pytest.fail(msg + " but CI requires it")
+        pytest.skip(msg)
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    from fastai.torch_core import set_seed
+    set_seed(0)
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session')
+def tiny_dls():
+    from colourgan_fastai import sample_photos_dls
+    return sample_photos_dls(size=32, n=96, bs=16)
+
+
+@pytest.fixture
+def tiny_learn(tiny_dls):
+    from colourgan_fastai import colour_learner
+    return colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+import skimage.color as skc
+import skimage.data
+
+from colourgan_fastai import rgb_to_lab, lab_to_rgb, encode_lab, decode_lab, fit_lab_in_gamut
+
+
+def _np(t): return t.movedim(-3, -1).double().numpy()
+
+
+def test_rgb_to_lab_matches_skimage_on_random_and_real_images():
+    x = torch.rand(2, 3, 3, 16, 16)        # extra leading dims: batched over anything
+    assert np.abs(_np(rgb_to_lab(x)) - skc.rgb2lab(_np(x))).max() < 0.01
+    img = skimage.data.astronaut() / 255.
+    t = torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)
+    assert np.abs(_np(rgb_to_lab(t)) - skc.rgb2lab(img)).max() < 0.01
+
+
+def test_lab_to_rgb_matches_skimage_and_round_trips():
+    img = skimage.data.coffee() / 255.
+    lab = skc.rgb2lab(img)
+    t = torch.tensor(lab, dtype=torch.float32).permute(2, 0, 1)
+    assert np.abs(_np(lab_to_rgb(t)) - skc.lab2rgb(lab)).max() < 1e-4
+    x = torch.rand(4, 3, 8, 8)
+    assert torch.allclose(lab_to_rgb(rgb_to_lab(x)), x, atol=1e-4)
+
+
+def test_lab_to_rgb_clips_out_of_gamut_colours():
+    lab = torch.tensor([50., 110., -110.]).view(3, 1, 1)
+    rgb = lab_to_rgb(lab)
+    assert rgb.min() >= 0 and rgb.max() <= 1
+
+
+def test_normalisation_ranges_and_inverse():
+    x = torch.rand(8, 3, 12, 12)
+    L, ab = encode_lab(x)
+    assert L.shape == (8, 1, 12, 12) and ab.shape == (8, 2, 12, 12)
+    assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
+    lab = rgb_to_lab(x)
+    assert torch.allclose(L, lab[:, :1] / 50 - 1, atol=1e-6) and torch.allclose(ab, lab[:, 1:] / 110, atol=1e-6)
+    assert torch.allclose(decode_lab(L, ab), x, atol=1e-4)
+
+
+def test_bad_input_shapes_are_rejected():
+    with pytest.raises(ValueError, match=r'\(\.\.\., 3, H, W\)'): rgb_to_lab(torch.rand(2, 4, 8, 8))
+    with pytest.raises(TypeError): rgb_to_lab(torch.randint(0, 255, (3, 4, 4)))
+    with pytest.raises(TypeError): rgb_to_lab(np.zeros((3, 4, 4)))
+
+
+def test_fit_in_gamut_keeps_lightness_and_hue():
+    lab = torch.stack([torch.full((6, 6), 60.), torch.full((6, 6), 100.), torch.full((6, 6), 80.)])
+    fixed = fit_lab_in_gamut(lab)
+    assert torch.equal(fixed[0], lab[0])
+    ratio = fixed[1:] / lab[1:]
+    assert torch.allclose(ratio[0], ratio[1]) and (ratio < 1).all()          # same scale on a and b: same hue
+    rgb = lab_to_rgb(fixed)
+    assert (rgb_to_lab(rgb)[0] - 60).abs().max() < 0.05                    # no clipping-induced L shift
+    inside = torch.tensor([50., 5., 5.]).view(3, 1, 1)
+    assert torch.equal(fit_lab_in_gamut(inside), inside)
