@@ -7,3 +7,4 @@ from .models import *
 from .gan import *
 from .metrics import *
 from .recipe import *
+from .inference import *

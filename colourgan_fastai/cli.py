@@ -84,6 +84,29 @@ def cmd_train(a):
     return 0
 
 
+def cmd_colourize(a):
+    from .inference import load_colouriser, colourize_folder
+    learn = load_colouriser(a.model, cpu=a.device == 'cpu')
+    if a.device != 'cpu': learn.model.to(a.device)
+    out = Path(a.output)
+    totals = {'written': 0, 'skipped': 0, 'failed': 0}
+    for src in map(Path, a.inputs):
+        if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
+        dst = out / src.name if src.is_dir() else out
+        res = colourize_folder(learn, src, dst, a.render_size, a.bs, overwrite=a.overwrite)
+        for k in totals: totals[k] += len(res[k])
+    print(f"colourised {totals['written']} image(s) into {out}; {totals['skipped']} existed already "
+          f"(--overwrite to redo), {totals['failed']} could not be read")
+    return 1 if totals['failed'] else 0
+
+
+def cmd_export(a):
+    from .inference import export_onnx
+    p = export_onnx(a.model, a.onnx)
+    print(f"wrote {p} (input 'L': N x 1 x H x W, L/50-1; output 'ab': N x 2 x H x W, ab/110)")
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog='colourgan', description=__doc__)
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -111,6 +134,19 @@ def build_parser():
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')
     t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser('colourize', help='colourise image files or folders with an exported model')
+    c.add_argument('inputs', nargs='+', metavar='INPUT', help='image files or folders (searched recursively)')
+    c.add_argument('-o', '--output', required=True, help='output folder (folders keep their relative paths)')
+    c.add_argument('--model', required=True, help='the .pkl written by learn.export / colourgan train')
+    c.add_argument('--render-size', type=int, help='short side at which chroma is predicted (default: training size)')
+    c.add_argument('--device', default='cpu', help='cpu or cuda')
+    c.add_argument('--bs', type=int, default=16); c.add_argument('--overwrite', action='store_true')
+    c.set_defaults(func=cmd_colourize)
+
+    e = sub.add_parser('export', help='export the generator of an exported model to ONNX')
+    e.add_argument('--model', required=True); e.add_argument('--onnx', required=True, help='output .onnx path')
+    e.set_defaults(func=cmd_export)
     return p
 
 

@@ -24,7 +24,7 @@ from fastai.callback.core import Callback, CancelBatchException
 from fastai.learner import ValueMetric
 from fastai.torch_core import get_model
 
-from .models import PatchDiscriminator
+from .models import PatchDiscriminator, check_colouriser
 
 __all__ = ['GANColourizer', 'STATE_KEY']
 
@@ -72,7 +72,7 @@ class GANColourizer(Callback):
     def _attach(self):
         G = get_model(self.learn.model)
         size = getattr(G, 'img_size', None) or tuple(self.learn.dls.one_batch()[0].shape[-2:])
-        self._check_generator(G, size)
+        check_colouriser(G, size)
         if self.disc is None: self.disc = PatchDiscriminator(3, img_size=size, spectral=self.spectral)
         self.disc.to(next(G.parameters()).device)
         self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.d_lr, betas=self.betas)
@@ -85,21 +85,6 @@ class GANColourizer(Callback):
         self._hooks = []
         if self.learn is not None:
             self.learn.metrics = [m for m in self.learn.metrics if getattr(m, '_gan_owner', None) is not self]
-
-    @staticmethod
-    def _check_generator(G, size):
-        was_training = G.training
-        try:
-            with torch.no_grad():
-                p = next(G.parameters())
-                out = G.eval()(torch.zeros(2, 1, *size, device=p.device, dtype=p.dtype))
-        except Exception as e:
-            raise ValueError(f"GANColourizer needs a generator that maps L (N,1,H,W) to ab (N,2,H,W); "
-                             f"this model fails on L input: {e}") from e
-        finally: G.train(was_training)
-        if out.ndim != 4 or out.shape[1] != 2:
-            raise ValueError(f"GANColourizer needs a generator that outputs 2 channels (ab); this one outputs "
-                             f"shape {tuple(out.shape)} for a {tuple(size)} L image")
 
     # ------------------------------------------------------------------ D in the model file
     def _state_dict_hook(self, module, state, prefix, local_metadata):

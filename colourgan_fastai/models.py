@@ -11,7 +11,7 @@ import torchvision.models as tvm
 from fastai.vision.all import DynamicUnet, Learner, Adam, params, has_pool_type, cut_model
 
 __all__ = ['resnet20_cifar', 'CifarResNet', 'colour_learner', 'colour_unet', 'ColourUnet', 'encoder_body',
-           'adapt_first_conv', 'PatchDiscriminator', 'patch_layers_for', 'KNOWN_ARCHS', 'IMAGENET_STATS']
+           'adapt_first_conv', 'check_colouriser', 'PatchDiscriminator', 'patch_layers_for', 'KNOWN_ARCHS', 'IMAGENET_STATS']
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
@@ -216,6 +216,22 @@ def colour_learner(dls, arch='resnet18', pretrained=True, metrics=None, weights=
     model = colour_unet(arch, img_size, pretrained, weights, **unet_kwargs)
     return Learner(dls, model, loss_func=loss_func or nn.L1Loss(), metrics=metrics, opt_func=opt_func,
                    splitter=_unet_splitter)
+
+
+def check_colouriser(G, size):
+    "Raise a clear ValueError unless `G` maps an L batch (N,1,H,W) to ab (N,2,H,W)."
+    was_training = G.training
+    try:
+        with torch.no_grad():
+            p = next(G.parameters())
+            out = G.eval()(torch.zeros(2, 1, *size, device=p.device, dtype=p.dtype))
+    except Exception as e:
+        raise ValueError(f"not a colouriser: the model must map L (N,1,H,W) to ab (N,2,H,W), and it fails on "
+                         f"L input: {e}") from e
+    finally: G.train(was_training)
+    if out.ndim != 4 or out.shape[1] != 2:
+        raise ValueError(f"not a colouriser: the model must output 2 channels (ab); this one outputs shape "
+                         f"{tuple(out.shape)} for a {tuple(size)} L image")
 
 
 # ---------------------------------------------------------------------------------------------- discriminator

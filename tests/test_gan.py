@@ -167,9 +167,9 @@ def test_bad_settings_and_models_are_rejected(tiny_learn, tiny_dls):
     with pytest.raises(ValueError, match='d_lr'): GANColourizer(d_lr=0)
     from fastai.learner import Learner
     three = Learner(tiny_dls, nn.Conv2d(1, 3, 1), loss_func=nn.L1Loss())
-    with pytest.raises(ValueError, match='outputs 2 channels'): three.add_cb(GANColourizer())
+    with pytest.raises(ValueError, match='output 2 channels'): three.add_cb(GANColourizer())
     rgb_in = Learner(tiny_dls, nn.Conv2d(3, 2, 1), loss_func=nn.L1Loss())
-    with pytest.raises(ValueError, match='maps L'): rgb_in.add_cb(GANColourizer())
+    with pytest.raises(ValueError, match='must map L'): rgb_in.add_cb(GANColourizer())
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny_learn):

@@ -1,0 +1,138 @@
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+import skimage.color as skc
+import skimage.data
+
+from colourgan_fastai import colourize, colourize_folder, load_colouriser, colourize_many
+from colourgan_fastai.cli import main
+
+
+@pytest.fixture(scope='module')
+def model_file(tmp_path_factory, tiny_dls):
+    from colourgan_fastai import colour_learner
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
+    learn.fit(1, 1e-3)                     # some colour, so that the gamut fix has work to do
+    p = tmp_path_factory.mktemp('m') / 'g.pkl'
+    learn.export(p)
+    return p
+
+
+@pytest.fixture(scope='module')
+def learn(model_file): return load_colouriser(model_file)
+
+
+def _L(im): return skc.rgb2lab(np.asarray(im.convert('RGB')) / 255.)[..., 0]
+
+
+def test_output_has_the_input_size_and_its_lightness(learn):
+    img = Image.fromarray(skimage.data.coffee()[:101, :157])
+    for rs in (None, 64):
+        out = colourize(learn, img, render_size=rs)
+        assert out.size == img.size and out.mode == 'RGB'
+        assert np.abs(_L(out) - _L(img)).max() < 1.0          # 8-bit rounding only
+    assert np.abs(skc.rgb2lab(np.asarray(out) / 255.)[..., 1:]).mean() > 0.5   # it is not grey
+
+
+def test_accepts_paths_arrays_grey_palette_16bit_rgba_and_exif(learn, tmp_path):
+    grey = skimage.data.camera()[:60, :80]
+    a = colourize(learn, grey)                                   # numpy grey
+    assert a.size == (80, 60)
+    assert np.abs(_L(a) - skc.rgb2lab(np.dstack([grey] * 3) / 255.)[..., 0]).max() < 1.0
+    Image.fromarray(grey).save(tmp_path / 'g.png')
+    assert np.array_equal(np.asarray(colourize(learn, tmp_path / 'g.png')), np.asarray(a))   # path == array
+    p16 = Image.fromarray((grey.astype(np.uint16) * 257)); p16.save(tmp_path / 'g16.png')
+    assert np.abs(np.asarray(colourize(learn, tmp_path / 'g16.png'), float) - np.asarray(a, float)).max() <= 2
+    rgba = np.dstack([np.dstack([grey] * 3), np.full_like(grey, 100)])
+    out = colourize(learn, Image.fromarray(rgba))
+    assert out.mode == 'RGBA' and (np.asarray(out)[..., 3] == 100).all()
+    pal = Image.fromarray(np.dstack([grey] * 3)).convert('P')
+    assert colourize(learn, pal).size == (80, 60)
+    exif = Image.Exif(); exif[0x0112] = 6
+    Image.fromarray(np.dstack([grey] * 3)).save(tmp_path / 'rot.jpg', exif=exif)
+    assert colourize(learn, tmp_path / 'rot.jpg').size == (60, 80)
+
+
+def test_tiny_and_very_long_images(learn, monkeypatch):
+    assert colourize(learn, np.full((1, 1), 128, np.uint8)).size == (1, 1)
+    import colourgan_fastai.inference as inf
+    monkeypatch.setattr(inf, 'STRIP_PIXELS', 100_000)          # force several strips
+    long = np.tile(skimage.data.camera()[:48, :500], (1, 20))   # 10,000 px wide
+    out = colourize(learn, long)
+    assert out.size == (10_000, 48)
+    assert np.abs(_L(out) - skc.rgb2lab(np.dstack([long] * 3) / 255.)[..., 0]).max() < 1.0
+
+
+def test_batched_equals_one_by_one(learn):
+    imgs = [skimage.data.camera()[:64, :96], skimage.data.camera()[100:164, :96], skimage.data.camera()[:50, :50]]
+    many = colourize_many(learn, imgs, bs=2)
+    for im, out in zip(imgs, many):
+        assert np.abs(np.asarray(colourize(learn, im), float) - np.asarray(out, float)).max() <= 1
+
+
+def _tree(root):
+    (root / 'sub').mkdir(parents=True)
+    for i, p in enumerate(['a.jpg', 'sub/b.png', 'sub/c.png']):
+        Image.fromarray(skimage.data.camera()[i * 30:i * 30 + 40, :50]).save(root / p)
+    return root
+
+
+def test_colourize_folder_keeps_paths_skips_existing_and_reports_bad_files(learn, tmp_path):
+    src = _tree(tmp_path / 'in')
+    (src / 'sub' / 'broken.png').write_bytes(b'\x89PNG garbage')
+    dst = tmp_path / 'out'
+    with pytest.warns(UserWarning, match='broken.png'):
+        res = colourize_folder(learn, src, dst, display=False)
+    assert sorted(p.relative_to(dst).as_posix() for p in res['written']) == ['a.jpg', 'sub/b.png', 'sub/c.png']
+    assert [f.name for f, _ in res['failed']] == ['broken.png']
+    assert Image.open(dst / 'sub' / 'b.png').size == (50, 40)
+    assert not list(dst.rglob('*.tmp'))                          # atomic writes leave nothing behind
+    before = (dst / 'a.jpg').stat().st_mtime_ns
+    with pytest.warns(UserWarning):
+        res2 = colourize_folder(learn, src, dst, display=False)
+    assert len(res2['skipped']) == 3 and not res2['written'] and (dst / 'a.jpg').stat().st_mtime_ns == before
+    with pytest.warns(UserWarning):
+        res3 = colourize_folder(learn, src, dst, overwrite=True, display=False)
+    assert len(res3['written']) == 3
+
+
+def test_colourize_folder_never_touches_inputs(learn, tmp_path):
+    src = _tree(tmp_path / 'in')
+    with pytest.raises(ValueError, match='input folder'): colourize_folder(learn, src, src, display=False)
+    inner = src / 'coloured'
+    colourize_folder(learn, src, inner, display=False)
+    res = colourize_folder(learn, src, inner, display=False)       # its own outputs are not inputs
+    assert len(res['skipped']) == 3 and not res['failed']
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='no image files'): colourize_folder(learn, tmp_path / 'empty', tmp_path / 'o')
+
+
+def test_bad_model_files(tmp_path, tiny_dls):
+    with pytest.raises(FileNotFoundError): load_colouriser(tmp_path / 'missing.pkl')
+    (tmp_path / 'junk.pkl').write_bytes(b'junk')
+    with pytest.raises(ValueError, match='not a model'): load_colouriser(tmp_path / 'junk.pkl')
+    from fastai.learner import Learner
+    Learner(tiny_dls, torch.nn.Conv2d(1, 3, 1), loss_func=torch.nn.L1Loss()).export(tmp_path / 'rgb.pkl')
+    with pytest.raises(ValueError, match='not a colouriser'): load_colouriser(tmp_path / 'rgb.pkl')
+
+
+def test_cli_colourize_and_onnx_export(model_file, tmp_path, capsys):
+    src = _tree(tmp_path / 'in')
+    assert main(['colourize', str(src), str(src / 'a.jpg'), '-o', str(tmp_path / 'out'), '--model', str(model_file)]) == 0
+    assert (tmp_path / 'out' / 'in' / 'sub' / 'c.png').exists() and (tmp_path / 'out' / 'a.jpg').exists()
+    assert 'colourised 4 image(s)' in capsys.readouterr().out
+    assert main(['colourize', str(src), '-o', str(tmp_path / 'o2'), '--model', str(tmp_path / 'nope.pkl')]) == 2
+    ort = pytest.importorskip('onnxruntime')
+    assert main(['export', '--model', str(model_file), '--onnx', str(tmp_path / 'g.onnx')]) == 0
+    sess = ort.InferenceSession(str(tmp_path / 'g.onnx'))
+    G = load_colouriser(model_file).model.eval()
+    for shape in [(2, 1, 32, 32), (1, 1, 48, 64)]:
+        x = torch.randn(*shape)
+        with torch.no_grad(): ref = G(x).numpy()
+        assert np.abs(sess.run(None, {'L': x.numpy()})[0] - ref).max() <= 1e-4
