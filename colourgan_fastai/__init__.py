@@ -8,3 +8,4 @@ from .gan import *
 from .metrics import *
 from .recipe import *
 from .inference import *
+from .distributed import *

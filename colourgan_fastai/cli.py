@@ -16,7 +16,7 @@ def _save_results_figure(learn, path, max_n=6):
     import matplotlib.pyplot as plt
     from fastai.torch_core import set_seed
     set_seed(0)
-    learn.show_results(max_n=max_n, shuffle=False, figsize=(6, 2 * max_n))
+    learn.show_results(max_n=max_n, shuffle=True, figsize=(6, 2 * max_n))      # seeded: varied photos
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plt.savefig(path, dpi=80, bbox_inches='tight')

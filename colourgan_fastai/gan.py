@@ -25,6 +25,7 @@ from fastai.learner import ValueMetric
 from fastai.torch_core import get_model
 
 from .models import PatchDiscriminator, check_colouriser
+from .distributed import is_distributed, broadcast_module, all_reduce_grads
 
 __all__ = ['GANColourizer', 'STATE_KEY']
 
@@ -44,7 +45,7 @@ class GANColourizer(Callback):
     order = 20                          # before Recorder (50): its loss columns are in place when Recorder reads them
     _stateattrs = ('disc', 'disc_opt', 'disc_scaler', '_hooks', '_sums')
     disc = disc_opt = disc_scaler = _sums = _avgs = None     # also what an exported (unpickled) callback has
-    _count, _amp_dtype = 0, None
+    _count, _amp_dtype, _ddp = 0, None, False
 
     def __init__(self, lambda_l1=100., d_lr=2e-4, betas=(0.5, 0.999), label_smoothing=0., d_warmup_batches=0,
                  disc=None, spectral=False):
@@ -135,12 +136,23 @@ class GANColourizer(Callback):
         fp16 = self._amp_dtype == torch.float16
         if fp16 and self.disc_scaler is None: self.disc_scaler = torch.amp.GradScaler('cuda')
         if not fp16: self.disc_scaler = None
+        # Several processes (DDP): every D starts from rank 0's and takes the same averaged step.
+        self._ddp = is_distributed()
+        if self._ddp: broadcast_module(self.disc)
+
+    def after_train(self):
+        # D's BatchNorm uses each process's own batch statistics (D always runs in train mode, like DDP without
+        # SyncBatchNorm); its running buffers are synced from rank 0 so every process holds the same D.
+        if self._ddp and self.disc is not None:
+            with torch.no_grad():
+                for b in self.disc.buffers(): torch.distributed.broadcast(b, 0)
 
     def before_train(self): self._reset_sums()
 
     def _autocast(self, device):
-        if self._amp_dtype is None: return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=self._amp_dtype)
+        "D runs in the precision G runs in: fastai's MixedPrecision autocasts on CUDA only (CPU stays fp32)."
+        if self._amp_dtype is None or device.type != 'cuda': return torch.autocast(device.type, enabled=False)
+        return torch.autocast('cuda', dtype=self._amp_dtype)
 
     def _d_in(self, L_, ab): return torch.cat([_plain(L_), _plain(ab).to(L_.dtype)], 1)
 
@@ -154,13 +166,12 @@ class GANColourizer(Callback):
             loss_D = 0.5 * (F.binary_cross_entropy_with_logits(p_real, torch.full_like(p_real, smooth)) +
                             F.binary_cross_entropy_with_logits(p_fake, torch.zeros_like(p_fake)))
         self.disc_opt.zero_grad(set_to_none=True)
+        (self.disc_scaler.scale(loss_D) if self.disc_scaler is not None else loss_D).backward()
+        if self._ddp: all_reduce_grads(self.disc)
         if self.disc_scaler is not None:
-            self.disc_scaler.scale(loss_D).backward()
             self.disc_scaler.step(self.disc_opt)
             self.disc_scaler.update()
-        else:
-            loss_D.backward()
-            self.disc_opt.step()
+        else: self.disc_opt.step()
         self._loss_D = loss_D.detach().float()
         self.n_batches += 1
 

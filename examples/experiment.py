@@ -63,13 +63,13 @@ def train(learn, epochs, gan_epochs, out, lr=1e-3, gan_lr=2e-4):
     "L1 phase, snapshot of the U-Net, GAN phase; CSV logs; returns (unet_state, valid L1 curves)."
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
-    learn.fit_one_cycle(epochs, lr, cbs=CSVLogger(out / 'unet_log.csv'))
+    learn.fit_one_cycle(epochs, lr, cbs=CSVLogger('unet_log.csv'))          # relative to learn.path = out
     unet_curve = [v[1] for v in learn.recorder.values]
     learn.save('unet')
     unet_state = {k: v.clone() for k, v in learn.model.state_dict().items()}
     gan = GANColourizer(lambda_l1=100.)
     learn.add_cb(gan)
-    learn.fit_one_cycle(gan_epochs, gan_lr, cbs=CSVLogger(out / 'gan_log.csv'))
+    learn.fit_one_cycle(gan_epochs, gan_lr, cbs=CSVLogger('gan_log.csv'))
     gan_curve = [v[1] for v in learn.recorder.values]
     learn.save('gan')
     return unet_state, dict(unet=unet_curve, gan=gan_curve)

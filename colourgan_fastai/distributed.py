@@ -1,0 +1,46 @@
+"""Small, tested shims that let fastai's distributed training run where it does not by itself, and the
+helpers GANColourizer uses to keep D in sync across processes.
+
+fastai 2.8's `DistributedDL._broadcast` moves the shuffled indices to CUDA before broadcasting them ("nccl only
+works with cuda tensors"), which fails on CPU processes with the gloo backend. `_broadcast` below keeps the
+tensor on the CPU unless the backend is NCCL; it is installed on import of this module (colourgan_fastai imports
+it). Everything else is fastai's and Accelerate's own path: `with learn.distrib_ctx(cpu=True, sync_bn=False)`
+on CPU, `with learn.distrib_ctx()` on GPUs.
+"""
+import torch
+import torch.distributed as dist
+from fastai.distributed import DistributedDL
+
+__all__ = ['is_distributed', 'broadcast_module', 'all_reduce_grads']
+
+
+def _broadcast(self, t, rank):
+    "Broadcast the list `t` from `rank`; on the GPU only for NCCL (which needs it), on the CPU for gloo."
+    t = torch.LongTensor(t)
+    if dist.get_backend() == 'nccl': t = t.cuda()
+    dist.broadcast(t, rank)
+    return t.cpu().tolist()
+
+
+DistributedDL._broadcast = _broadcast
+
+
+def is_distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def broadcast_module(module, src=0):
+    "Copy `module`'s parameters and buffers from rank `src` to every rank (e.g. so every D starts the same)."
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()): dist.broadcast(t.data, src)
+
+
+def all_reduce_grads(module):
+    "Average the gradients of `module` over all ranks in one flat all-reduce (what DDP does, for a net not wrapped)."
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads: return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    i = 0
+    for g in grads:
+        g.copy_(flat[i:i + g.numel()].view_as(g)); i += g.numel()

@@ -1,0 +1,25 @@
+"""Launched by tests/test_distributed.py with torchrun (2 CPU processes, gloo): trains G and D with
+distrib_ctx and writes this rank's weights and losses to OUT/rank<r>.pt."""
+import math
+import sys
+import warnings
+
+import torch
+warnings.simplefilter('ignore')
+torch.set_num_threads(1)
+from fastai.torch_core import set_seed
+from fastai.distributed import rank_distrib
+from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer
+
+out = sys.argv[1]
+set_seed(0)                                   # same initial G on every rank (DDP also broadcasts it)
+dls = sample_photos_dls(size=32, n=80, bs=8)
+learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
+learn.add_cb(GANColourizer())
+with learn.distrib_ctx(cpu=True, sync_bn=False):
+    learn.fit(1, 1e-3)
+gan = learn.gan_colourizer
+r = rank_distrib()
+torch.save({'G': {k: v for k, v in learn.model.state_dict().items() if torch.is_tensor(v)},
+            'D': gan.disc.state_dict(), 'losses': learn.recorder.values[-1],
+            'n_batches': gan.n_batches, 'rank': r}, f'{out}/rank{r}.pt')
