@@ -210,10 +210,12 @@ def colour_learner(dls, arch='resnet18', pretrained=True, metrics=None, weights=
                    opt_func=Adam, img_size=None, **unet_kwargs) -> Learner:
     """A Learner whose model is a colour U-Net on `arch` (L in, ab out in [-1, 1]) trained with L1 loss on ab.
     `arch`: a name in KNOWN_ARCHS, a torchvision builder (e.g. `resnet18`) or an nn.Module (e.g.
-    `resnet20_cifar(path)`); `weights`: a state dict file for the encoder. The whole net trains (nothing
+    `resnet20_cifar(path)`) or an already built `ColourUnet`; `weights`: a state dict file for the encoder. The whole net trains (nothing
     frozen); the splitter separates encoder and decoder for `learn.freeze()` or discriminative learning rates."""
-    if img_size is None: img_size = tuple(dls.one_batch()[0].shape[-2:])
-    model = colour_unet(arch, img_size, pretrained, weights, **unet_kwargs)
+    if isinstance(arch, ColourUnet): model = arch                       # an already built generator
+    else:
+        if img_size is None: img_size = tuple(dls.one_batch()[0].shape[-2:])
+        model = colour_unet(arch, img_size, pretrained, weights, **unet_kwargs)
     return Learner(dls, model, loss_func=loss_func or nn.L1Loss(), metrics=metrics, opt_func=opt_func,
                    splitter=_unet_splitter)
 

@@ -1,0 +1,222 @@
+"""Benchmarks: colourgan_fastai against the tutorial loop, fastai's GANLearner and the bare-PyTorch floor,
+same machine, same models, same batch, in one run. Each measurement runs in its own process (clean peak RSS);
+every figure is the median of --repeats timed runs after one warm-up run.
+
+    python bench/run.py --quick          # 32 px only, < 5 min on 2 cores
+    python bench/run.py                  # 32 px (ResNet-20 U-Net, bs 64) and 96 px (MobileNetV2 U-Net, bs 32)
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / 'shared'
+CFGS = {'cifar': dict(size=32, bs=64, arch='resnet20_cifar', data='cifar10'),
+        'mnv2': dict(size=96, bs=32, arch='mobilenet_v2', data='imagenette2-160')}
+TRAIN = ['floor_l1', 'ours_l1', 'tutorial_l1', 'floor_gan', 'ours_gan', 'tutorial_gan', 'fastai_gan']
+OTHER = ['data_ours', 'data_tutorial', 'flops', 'infer']
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+def _files(cfg, n):
+    "n training image files: the real data set when ../shared has it, else PNG crops of the embedded photos."
+    from fastai.vision.all import get_image_files
+    root = SHARED / 'data' / cfg['data'] / 'train'
+    if root.is_dir(): return sorted(get_image_files(root))[:n]
+    from colourgan_fastai.data import PhotoCrops, SAMPLE_PHOTOS
+    tmp = Path(tempfile.mkdtemp(prefix='bench_'))
+    out = []
+    for i in range(n):
+        name = SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)]
+        ph = PhotoCrops.photo(name)
+        s = cfg['size'] * 2; y, x = (i * 7) % (ph.shape[0] - s), (i * 13) % (ph.shape[1] - s)
+        p = tmp / f'{i}.png'
+        __import__('PIL.Image').Image.fromarray(ph[y:y + s, x:x + s]).save(p); out.append(p)
+    return out
+
+
+def _G(cfg):
+    from colourgan_fastai import colour_unet
+    return colour_unet(cfg['arch'], cfg['size'], pretrained=False)
+
+
+def _D(cfg, n_in=3):
+    from colourgan_fastai import PatchDiscriminator
+    return PatchDiscriminator(n_in, img_size=cfg['size'])
+
+
+def _ours_dls(cfg, files):
+    from colourgan_fastai.data import _dls_from_lists
+    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'])
+
+
+def _timed(fn, repeats):
+    fn()                                            # warm-up
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+    return ts
+
+
+def worker(name, cfg, batches, repeats):
+    import torch
+    from fastai.callback.core import Callback, CancelValidException
+    warnings.simplefilter('ignore')
+    torch.manual_seed(0)
+    bs, n = cfg['bs'], cfg['bs'] * batches
+    res = {}
+    class NoValid(Callback):
+        def before_validate(self): raise CancelValidException()
+
+    def fit_one(learn):
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=NoValid())
+
+    if name in ('ours_l1', 'ours_gan'):
+        from colourgan_fastai import colour_learner, GANColourizer
+        learn = colour_learner(_ours_dls(cfg, _files(cfg, n)), arch=_G(cfg))
+        if name == 'ours_gan': learn.add_cb(GANColourizer())
+        ts = _timed(lambda: fit_one(learn), repeats); res['img_s'] = n / statistics.median(ts)
+    elif name in ('tutorial_l1', 'tutorial_gan'):
+        from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
+        dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs)
+        G = _G(cfg)
+        if name == 'tutorial_gan':
+            model = MainModel(G, _D(cfg)); fn = lambda: tutorial_gan_epoch(model, dl, batches)
+        else:
+            opt = torch.optim.Adam(G.parameters(), 1e-4); crit = torch.nn.L1Loss()
+            fn = lambda: tutorial_pretrain_epoch(G, dl, opt, crit, batches)
+        ts = _timed(fn, repeats); res['img_s'] = n / statistics.median(ts)
+    elif name == 'fastai_gan':
+        from peers import fastai_gan_learner
+        learn = fastai_gan_learner(_ours_dls(cfg, _files(cfg, n)), _G(cfg), _D(cfg, n_in=2))
+        ts = _timed(lambda: fit_one(learn), repeats)
+        res['img_s'] = (n / 2) / statistics.median(ts)           # per G+D update pair: two batches
+    elif name in ('floor_l1', 'floor_gan'):
+        from peers import floor_gan_steps, floor_l1_step
+        dls = _ours_dls(cfg, _files(cfg, n))
+        batches_mem = [tuple(t.as_subclass(torch.Tensor) for t in b) for b in dls.train]
+        G = _G(cfg).train()
+        step = floor_gan_steps(G, _D(cfg), None, None, bs, batches) if name == 'floor_gan' else floor_l1_step(G)
+        def fn():
+            for L, ab in batches_mem: step(L, ab)
+        ts = _timed(fn, repeats); res['img_s'] = len(batches_mem) * bs / statistics.median(ts)
+    elif name == 'data_ours':
+        dls = _ours_dls(cfg, _files(cfg, n))
+        ts = _timed(lambda: [b for b in dls.train], repeats); res['batches_s'] = len(dls.train) / statistics.median(ts)
+    elif name == 'data_tutorial':
+        from peers import tutorial_dataloader
+        dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs, n_workers=0)
+        ts = _timed(lambda: [b for b in dl], repeats); res['batches_s'] = len(dl) / statistics.median(ts)
+    elif name == 'flops':
+        from torch.utils.flop_counter import FlopCounterMode
+        from peers import floor_gan_steps
+        G, D = _G(cfg).train(), _D(cfg)
+        step = floor_gan_steps(G, D, None, None, bs, 1)
+        L, ab = torch.randn(bs, 1, cfg['size'], cfg['size']), torch.rand(bs, 2, cfg['size'], cfg['size']) - 0.5
+        with FlopCounterMode(display=False) as fc: step(L, ab)
+        flops = fc.get_total_flops()
+        ts = _timed(lambda: step(L, ab), repeats)
+        a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
+        mm = _timed(lambda: a @ b, max(repeats, 5))
+        res.update(step_gflop=flops / 1e9, achieved_gflops=flops / statistics.median(ts) / 1e9,
+                   peak_gflops=2 * 2048 ** 3 / statistics.median(mm) / 1e9)
+        res['utilisation'] = res['achieved_gflops'] / res['peak_gflops']
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CPU]) as prof: step(L, ab)
+        res['top_ops'] = [(e.key, round(e.self_cpu_time_total / 1e3, 1)) for e in
+                          sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]]
+    elif name == 'infer':
+        import numpy as np
+        from colourgan_fastai import colour_learner, colourize
+        G = _G(cfg).eval()
+        L = torch.randn(bs, 1, cfg['size'], cfg['size'])
+        def fwd():
+            with torch.inference_mode(): G(L)
+        ts = _timed(fwd, repeats); res['img_s'] = bs / statistics.median(ts)
+        learn = colour_learner(_ours_dls(cfg, _files(cfg, bs)), arch=G)
+        img = (np.random.RandomState(0).rand(1500, 2000) * 255).astype(np.uint8)     # 3 MP
+        ts = _timed(lambda: colourize(learn, img), max(1, repeats // 2)); res['s_per_mp'] = statistics.median(ts) / 3.0
+    else: raise ValueError(name)
+    res['maxrss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- orchestrator
+def run_one(name, cfg_name, batches, repeats):
+    cmd = [sys.executable, str(Path(__file__)), '--worker', name, '--cfg', cfg_name,
+           '--batches', str(batches), '--repeats', str(repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': str(HERE)})
+    if out.returncode: raise RuntimeError(f"{name}/{cfg_name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(results):
+    lines = []
+    for cfg_name, r in results.items():
+        c = CFGS[cfg_name]
+        lines.append(f"\n### {cfg_name}: {c['arch']} U-Net, {c['size']} px, bs {c['bs']}\n")
+        lines.append('| training (img/s, median) | L1 pretraining | GAN | peak RSS (MB) L1 / GAN |')
+        lines.append('|---|---|---|---|')
+        for who, l1, gan in (('ours', 'ours_l1', 'ours_gan'), ('tutorial loop', 'tutorial_l1', 'tutorial_gan'),
+                             ('fastai GANLearner (per G+D pair)', None, 'fastai_gan'), ('floor', 'floor_l1', 'floor_gan')):
+            f = lambda k: f"{r[k]['img_s']:.1f}" if k and k in r else '—'
+            m = lambda k: f"{r[k]['maxrss_mb']:.0f}" if k and k in r else '—'
+            lines.append(f"| {who} | {f(l1)} | {f(gan)} | {m(l1)} / {m(gan)} |")
+        ratio = lambda a, b: f"{r[a]['img_s'] / r[b]['img_s']:.2f}×" if a in r and b in r else '—'
+        lines.append(f"\nours / tutorial: L1 {ratio('ours_l1', 'tutorial_l1')}, GAN {ratio('ours_gan', 'tutorial_gan')};"
+                     f" ours / fastai GANLearner (GAN): {ratio('ours_gan', 'fastai_gan')};"
+                     f" ours / floor: L1 {ratio('ours_l1', 'floor_l1')}, GAN {ratio('ours_gan', 'floor_gan')}")
+        if 'data_ours' in r:
+            d, t = r['data_ours']['batches_s'], r['data_tutorial']['batches_s']
+            need = r['ours_gan']['img_s'] / c['bs'] if 'ours_gan' in r else float('nan')
+            lines.append(f"data pipeline (batches/s, no workers): ours {d:.1f}, tutorial's per-image skimage {t:.2f} "
+                         f"({d / t:.1f}×); the GAN step consumes {need:.2f} batches/s ({d / need:.0f}× headroom)")
+        if 'flops' in r:
+            fl = r['flops']
+            lines.append(f"GAN step: {fl['step_gflop']:.1f} GFLOP, {fl['achieved_gflops']:.1f} GFLOP/s achieved vs "
+                         f"{fl['peak_gflops']:.1f} GFLOP/s fp32 matmul peak = {fl['utilisation']:.0%} utilisation; "
+                         f"top ops (self ms): " + ', '.join(f"{k} {v}" for k, v in fl['top_ops'][:5]))
+        if 'infer' in r:
+            lines.append(f"inference: {r['infer']['img_s']:.1f} img/s at {c['size']} px (G forward, bs {c['bs']}); "
+                         f"colourize at full resolution {r['infer']['s_per_mp']:.2f} s/MP (3 MP image)")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--quick', action='store_true'); p.add_argument('--tiny', action='store_true', help='for tests')
+    p.add_argument('--worker'); p.add_argument('--cfg', default='cifar')
+    p.add_argument('--batches', type=int); p.add_argument('--repeats', type=int)
+    p.add_argument('--only', nargs='*', help='measure only these names')
+    p.add_argument('--json', help='also write the raw results here')
+    a = p.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(a.worker, CFGS[a.cfg], a.batches, a.repeats))); return
+    import torch, platform
+    cfgs = ['cifar'] if (a.quick or a.tiny) else ['cifar', 'mnv2']
+    batches = a.batches or (2 if a.tiny else 6 if a.quick else 10)
+    repeats = a.repeats or (1 if a.tiny else 5)
+    names = a.only or TRAIN + OTHER
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {batches} batches per run, median of {repeats} runs after a warm-up")
+    results = {}
+    for cfg_name in cfgs:
+        results[cfg_name] = {}
+        for name in names:
+            b = max(2, batches // 2) if cfg_name == 'mnv2' else batches
+            results[cfg_name][name] = run_one(name, cfg_name, b, repeats)
+            print(f"  {cfg_name:5s} {name:14s} {results[cfg_name][name]}", flush=True)
+    print(table(results))
+    if a.json: Path(a.json).write_text(json.dumps(results, indent=1))
+    return results
+
+
+if __name__ == '__main__': main()
