@@ -18,7 +18,7 @@ from fastcore.foundation import L
 
 from .lab import encode_lab, decode_lab
 
-__all__ = ['load_rgb', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
+__all__ = ['load_rgb', 'image_array', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
            'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
@@ -62,13 +62,25 @@ def open_image(src) -> Image.Image:
     return ImageOps.exif_transpose(im)
 
 
+def _open(src):
+    "path | file | PIL image -> EXIF-oriented PIL image; a numpy array passes through."
+    if isinstance(src, np.ndarray): return src
+    if isinstance(src, Image.Image): return ImageOps.exif_transpose(src)
+    if isinstance(src, (str, Path)) or hasattr(src, 'read'): return open_image(src)
+    raise TypeError(f"expected a path, PIL image or numpy array, got {type(src).__name__}")
+
+
+def image_array(src) -> np.ndarray:
+    "Path | PIL image | array -> numpy array at the image's full bit depth, alpha kept, EXIF applied."
+    x = _open(src)
+    return x if isinstance(x, np.ndarray) else _pil_to_array(x)
+
+
 def load_rgb(src) -> Image.Image:
     "Path | PIL image | numpy array (grey, palette, RGBA, 16-bit, float) -> 8-bit RGB PIL image."
-    if isinstance(src, Image.Image): arr = _pil_to_array(ImageOps.exif_transpose(src))
-    elif isinstance(src, np.ndarray): arr = src
-    else: arr = _pil_to_array(open_image(src))
-    if isinstance(src, Image.Image) and src.mode == 'RGB': return src if arr is None else Image.fromarray(arr)
-    return Image.fromarray(_to_8bit_rgb_array(arr))
+    x = _open(src)
+    if isinstance(x, Image.Image) and x.mode == 'RGB': return x          # the common case: no copy
+    return Image.fromarray(_to_8bit_rgb_array(x if isinstance(x, np.ndarray) else _pil_to_array(x)))
 
 
 class PILColour(PILImage):

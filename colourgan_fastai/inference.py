@@ -17,7 +17,7 @@ from PIL import Image
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
-from .data import open_image, _pil_to_array, find_images
+from .data import image_array, find_images
 from .lab import rgb_to_lab, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colouriser
 
@@ -37,12 +37,7 @@ class GreyImage:
     def create(cls, src):
         "path | PIL image | numpy array (grey, RGB, RGBA, palette, 16-bit): RGB input is first turned grey."
         name = str(src) if isinstance(src, (str, Path)) else None
-        if isinstance(src, (str, Path)): arr = _pil_to_array(open_image(src))
-        elif isinstance(src, Image.Image):
-            from PIL import ImageOps
-            arr = _pil_to_array(ImageOps.exif_transpose(src))
-        elif isinstance(src, np.ndarray): arr = src
-        else: raise TypeError(f"expected a path, PIL image or numpy array, got {type(src).__name__}")
+        arr = image_array(src)
         if arr.ndim == 2: arr = arr[..., None]
         if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
             raise ValueError(f"not an image array: shape {arr.shape}")
