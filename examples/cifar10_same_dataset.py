@@ -46,17 +46,21 @@ def main(argv=None):
     images.mkdir(parents=True, exist_ok=True)
     dls = cifar10_dls(a.data, n_train=a.n_train or 8000, bs=a.bs or 64, seed=a.seed, n_valid=a.n_valid)
     learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
-    E, G = ex.plan_epochs(learn, a)
-    unet_state, curves = ex.train(learn, E, G, out)
-    learn.remove_cbs(learn.cbs.filter(lambda c: type(c).__name__ == 'GANColourizer'))
-    labels = [CLASSES.index(Path(f).parent.name) for f in dls.valid.items]
-    clf = resnet20_cifar(a.weights)
-    rows = ex.score_table(learn, unet_state, lambda: [Top1(clf, labels)])
-    title = (f"CIFAR-10, 32 px: {len(dls.train_ds)} training images, {len(dls.valid_ds)} test images; "
-             f"ResNet-20 U-Net, {E} L1 epochs then {G} GAN epochs (λ = 100)")
-    table = ex.markdown_table(rows, title)
-    (images / 'cifar10_metrics.md').write_text(table)
-    ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, epochs=E, gan_epochs=G))
+    if a.figures_only:
+        unet_state, saved = ex.load_run(learn, out)
+        rows, curves, E, G, table = saved['rows'], saved['curves'], saved['epochs'], saved['gan_epochs'], ''
+    else:
+        E, G = ex.plan_epochs(learn, a)
+        unet_state, curves = ex.train(learn, E, G, out)
+        learn.remove_cbs(learn.cbs.filter(lambda c: type(c).__name__ == 'GANColourizer'))
+        labels = [CLASSES.index(Path(f).parent.name) for f in dls.valid.items]
+        clf = resnet20_cifar(a.weights)
+        rows = ex.score_table(learn, unet_state, lambda: [Top1(clf, labels)])
+        title = (f"CIFAR-10, 32 px: {len(dls.train_ds)} training images, {len(dls.valid_ds)} test images; "
+                 f"ResNet-20 U-Net, {E} L1 epochs then {G} GAN epochs (λ = 100)")
+        table = ex.markdown_table(rows, title)
+        (images / 'cifar10_metrics.md').write_text(table)
+        ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, epochs=E, gan_epochs=G))
     L_, ab = ex.fixed_batch(learn)
     ex.write_gif(images / 'cifar_recolourized.gif', L_, ex.stage_predictions(learn, unet_state, L_, ab))
     ex.plot_curves(images / 'cifar10_unet_vs_gan_loss.png',

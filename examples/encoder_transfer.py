@@ -9,6 +9,7 @@ images/encoder_loss_differences.png and images/encoder_transfer_metrics.md.
     python examples/encoder_transfer.py --dataset imagenette --data ../shared/data \
         --imagenet-arch mobilenet_v2 --imagenet-weights ../shared/weights/mobilenet_v2_imagenet.pth --budget-minutes 60
 """
+import json
 import sys
 from pathlib import Path
 
@@ -40,26 +41,34 @@ def main(argv=None):
     for name, kwargs in encoders.items():
         set_seed(a.seed)
         learn = colour_learner(dls, metrics=colour_metrics(), **kwargs)
-        E, G = ex.plan_epochs(learn, half)
-        plan[name] = (E, G)
-        unet_state, c = ex.train(learn, E, G, out / name.split()[0])
-        learn.remove_cbs(learn.cbs.filter(lambda cb: type(cb).__name__ == 'GANColourizer'))
-        table = ex.score_table(learn, unet_state)
-        rows['grey (ab = 0)'] = table['grey (ab = 0)']
-        rows[f'{name}: U-Net only'] = table['U-Net only (L1)']
-        rows[f'{name}: U-Net + GAN'] = table['U-Net + GAN']
-        rows['truth'] = table.pop('truth')
-        curves[f'{name}: U-Net'] = (list(range(1, E + 1)), c['unet'])
-        curves[f'{name}: GAN'] = (list(range(E + 1, E + G + 1)), c['gan'])
+        run_dir = out / name.split()[0]
+        if a.figures_only: unet_state, _ = ex.load_run(learn, run_dir)
+        else:
+            E, G = ex.plan_epochs(learn, half)
+            plan[name] = (E, G)
+            unet_state, c = ex.train(learn, E, G, run_dir)
+            learn.remove_cbs(learn.cbs.filter(lambda cb: type(cb).__name__ == 'GANColourizer'))
+            table = ex.score_table(learn, unet_state)
+            rows['grey (ab = 0)'] = table['grey (ab = 0)']
+            rows[f'{name}: U-Net only'] = table['U-Net only (L1)']
+            rows[f'{name}: U-Net + GAN'] = table['U-Net + GAN']
+            rows['truth'] = table.pop('truth')
+            curves[f'{name}: U-Net'] = (list(range(1, E + 1)), c['unet'])
+            curves[f'{name}: GAN'] = (list(range(E + 1, E + G + 1)), c['gan'])
         if L_ is None: L_, ab = ex.fixed_batch(learn)
         st = ex.stage_predictions(learn, unet_state, L_, ab)
         stages.append((f'{name.split()[0]} + GAN', st[2][1]))
-    rows = {k: rows[k] for k in [r for r in rows if r != 'truth'] + ['truth']}
-    title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images; "
-             + '; '.join(f"{n}: {e} L1 + {g} GAN epochs" for n, (e, g) in plan.items()))
-    table = ex.markdown_table(rows, title)
-    (images / 'encoder_transfer_metrics.md').write_text(table)
-    ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, plan=plan))
+    table = ''
+    if a.figures_only:
+        saved = json.loads((out / 'metrics.json').read_text())
+        rows, curves = saved['rows'], saved['curves']
+    else:
+        rows = {k: rows[k] for k in [r for r in rows if r != 'truth'] + ['truth']}
+        title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images; "
+                 + '; '.join(f"{n}: {e} L1 + {g} GAN epochs" for n, (e, g) in plan.items()))
+        table = ex.markdown_table(rows, title)
+        (images / 'encoder_transfer_metrics.md').write_text(table)
+        ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, plan=plan))
     ex.write_gif(images / f'diff_encoders_{a.dataset}.gif', L_, [('grey input', ab * 0), *stages, ('truth', ab)], scale=1)
     ex.plot_curves(images / 'encoder_loss_differences.png', curves, f'{a.dataset}, {a.size} px: validation L1 by encoder')
     print(table)

@@ -3,6 +3,7 @@ loss plot. The scripts beside this file choose the data and the encoders."""
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ def parser(desc, default_out):
     p.add_argument('--bs', type=int); p.add_argument('--seed', type=int, default=42)
     p.add_argument('--images', default='images', help='where figures and tables go')
     p.add_argument('--out', default=default_out, help='where models and CSV logs go (never committed)')
+    p.add_argument('--figures-only', action='store_true',
+                   help='redraw the GIF and loss plot from the models and metrics.json a finished run saved in --out')
     return p
 
 
@@ -86,6 +89,17 @@ def _predict_with(learn, state=None):
     return lambda L, ab: model(L)
 
 
+def load_run(learn, out):
+    "The U-Net-only state and the final GAN weights a finished run saved in `out`, and its metrics.json."
+    learn.path, learn.model_dir = Path(out).absolute(), '.'
+    learn.load('unet', with_opt=False)
+    unet_state = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')          # the file also holds D, which is not needed for figures
+        learn.load('gan', with_opt=False)
+    return unet_state, json.loads((Path(out) / 'metrics.json').read_text())
+
+
 def score_table(learn, unet_state, extra_metrics=lambda: []):
     "Rows grey / U-Net only / U-Net+GAN / truth of L1, PSNR, SSIM, colourfulness, delta CF (+ extra metrics)."
     dl = learn.dls.valid
@@ -110,9 +124,10 @@ def markdown_table(rows, title):
 
 
 def fixed_batch(learn, n=8):
-    "The same n validation images for every figure (the first n of the unshuffled validation set)."
-    L_, ab = learn.dls.valid.one_batch()
-    return L_[:n], ab[:n]
+    "The same n validation images for every figure: evenly spaced through the (sorted) validation set."
+    items = learn.dls.valid.items
+    idx = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return learn.dls.test_dl([items[i] for i in idx], bs=n).one_batch()
 
 
 def _grid(rgbs, label, scale):
