@@ -119,7 +119,8 @@ def markdown_table(rows, title):
     lines = [f'**{title}**', '', '| | ' + ' | '.join(names.get(c, c) for c in cols) + ' |',
              '|---|' + '---|' * len(cols)]
     for r, vals in rows.items():
-        lines.append(f'| {r} | ' + ' | '.join(fmt.get(c, '{:.4f}').format(vals[c]) for c in cols) + ' |')
+        cell = lambda c: '∞' if c == 'psnr' and vals[c] >= 99 else fmt.get(c, '{:.4f}').format(vals[c])
+        lines.append(f'| {r} | ' + ' | '.join(cell(c) for c in cols) + ' |')
     return '\n'.join(lines) + '\n'
 
 
