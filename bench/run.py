@@ -21,7 +21,8 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / 'shared'
 CFGS = {'cifar': dict(size=32, bs=64, arch='resnet20_cifar', data='cifar10'),
         'mnv2': dict(size=96, bs=32, arch='mobilenet_v2', data='imagenette2-160')}
-TRAIN = ['floor_l1', 'ours_l1', 'tutorial_l1', 'floor_gan', 'ours_gan', 'tutorial_gan', 'fastai_gan']
+TRAIN = ['floor_l1', 'floor_l1_cl', 'ours_l1', 'tutorial_l1', 'floor_gan', 'floor_gan_cl', 'ours_gan', 'tutorial_gan',
+         'fastai_gan']
 OTHER = ['data_ours', 'data_tutorial', 'flops', 'infer']
 
 
@@ -43,19 +44,21 @@ def _files(cfg, n):
     return out
 
 
-def _G(cfg):
+def _G(cfg, fast=True):
+    "The generator; peers get PyTorch's default memory layout (as their authors run), ours the library's default."
     from colourgan_fastai import colour_unet
-    return colour_unet(cfg['arch'], cfg['size'], pretrained=False)
+    return colour_unet(cfg['arch'], cfg['size'], pretrained=False, channels_last=fast)
 
 
-def _D(cfg, n_in=3):
+def _D(cfg, n_in=3, fast=True):
     from colourgan_fastai import PatchDiscriminator
-    return PatchDiscriminator(n_in, img_size=cfg['size'])
+    return PatchDiscriminator(n_in, img_size=cfg['size'], channels_last=fast)
 
 
 def _ours_dls(cfg, files):
     from colourgan_fastai.data import _dls_from_lists
-    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'])
+    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'],
+                           num_workers=int(os.environ.get('BENCH_WORKERS', 0)))
 
 
 def _timed(fn, repeats):
@@ -87,24 +90,26 @@ def worker(name, cfg, batches, repeats):
     elif name in ('tutorial_l1', 'tutorial_gan'):
         from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
         dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs)
-        G = _G(cfg)
+        G = _G(cfg, fast=False)
         if name == 'tutorial_gan':
-            model = MainModel(G, _D(cfg)); fn = lambda: tutorial_gan_epoch(model, dl, batches)
+            model = MainModel(G, _D(cfg, fast=False)); fn = lambda: tutorial_gan_epoch(model, dl, batches)
         else:
             opt = torch.optim.Adam(G.parameters(), 1e-4); crit = torch.nn.L1Loss()
             fn = lambda: tutorial_pretrain_epoch(G, dl, opt, crit, batches)
         ts = _timed(fn, repeats); res['img_s'] = n / statistics.median(ts)
     elif name == 'fastai_gan':
         from peers import fastai_gan_learner
-        learn = fastai_gan_learner(_ours_dls(cfg, _files(cfg, n)), _G(cfg), _D(cfg, n_in=2))
+        learn = fastai_gan_learner(_ours_dls(cfg, _files(cfg, n)), _G(cfg, fast=False), _D(cfg, n_in=2, fast=False))
         ts = _timed(lambda: fit_one(learn), repeats)
         res['img_s'] = (n / 2) / statistics.median(ts)           # per G+D update pair: two batches
-    elif name in ('floor_l1', 'floor_gan'):
+    elif name.startswith('floor_'):
         from peers import floor_gan_steps, floor_l1_step
         dls = _ours_dls(cfg, _files(cfg, n))
-        batches_mem = [tuple(t.as_subclass(torch.Tensor) for t in b) for b in dls.train]
-        G = _G(cfg).train()
-        step = floor_gan_steps(G, _D(cfg), None, None, bs, batches) if name == 'floor_gan' else floor_l1_step(G)
+        fast = name.endswith('_cl')                    # the floor in channels-last layout too
+        fmt = torch.channels_last if fast else torch.contiguous_format
+        batches_mem = [tuple(t.as_subclass(torch.Tensor).contiguous(memory_format=fmt) for t in b) for b in dls.train]
+        G = _G(cfg, fast).train()
+        step = floor_gan_steps(G, _D(cfg, fast=fast), None, None, bs, batches) if 'gan' in name else floor_l1_step(G)
         def fn():
             for L, ab in batches_mem: step(L, ab)
         ts = _timed(fn, repeats); res['img_s'] = len(batches_mem) * bs / statistics.median(ts)
@@ -166,14 +171,16 @@ def table(results):
         lines.append('| training (img/s, median) | L1 pretraining | GAN | peak RSS (MB) L1 / GAN |')
         lines.append('|---|---|---|---|')
         for who, l1, gan in (('ours', 'ours_l1', 'ours_gan'), ('tutorial loop', 'tutorial_l1', 'tutorial_gan'),
-                             ('fastai GANLearner (per G+D pair)', None, 'fastai_gan'), ('floor', 'floor_l1', 'floor_gan')):
+                             ('fastai GANLearner (per G+D pair)', None, 'fastai_gan'), ('floor', 'floor_l1', 'floor_gan'),
+                             ('floor, channels-last', 'floor_l1_cl', 'floor_gan_cl')):
             f = lambda k: f"{r[k]['img_s']:.1f}" if k and k in r else '—'
             m = lambda k: f"{r[k]['maxrss_mb']:.0f}" if k and k in r else '—'
             lines.append(f"| {who} | {f(l1)} | {f(gan)} | {m(l1)} / {m(gan)} |")
         ratio = lambda a, b: f"{r[a]['img_s'] / r[b]['img_s']:.2f}×" if a in r and b in r else '—'
         lines.append(f"\nours / tutorial: L1 {ratio('ours_l1', 'tutorial_l1')}, GAN {ratio('ours_gan', 'tutorial_gan')};"
                      f" ours / fastai GANLearner (GAN): {ratio('ours_gan', 'fastai_gan')};"
-                     f" ours / floor: L1 {ratio('ours_l1', 'floor_l1')}, GAN {ratio('ours_gan', 'floor_gan')}")
+                     f" ours / floor: L1 {ratio('ours_l1', 'floor_l1')}, GAN {ratio('ours_gan', 'floor_gan')};"
+                     f" ours / channels-last floor: L1 {ratio('ours_l1', 'floor_l1_cl')}, GAN {ratio('ours_gan', 'floor_gan_cl')}")
         if 'data_ours' in r:
             d, t = r['data_ours']['batches_s'], r['data_tutorial']['batches_s']
             need = r['ours_gan']['img_s'] / c['bs'] if 'ours_gan' in r else float('nan')
@@ -197,16 +204,18 @@ def main(argv=None):
     p.add_argument('--batches', type=int); p.add_argument('--repeats', type=int)
     p.add_argument('--only', nargs='*', help='measure only these names')
     p.add_argument('--json', help='also write the raw results here')
+    p.add_argument('--workers', type=int, default=0, help="DataLoader workers for ours (the library's default is 0)")
     a = p.parse_args(argv)
     if a.worker:
         print(json.dumps(worker(a.worker, CFGS[a.cfg], a.batches, a.repeats))); return
+    os.environ['BENCH_WORKERS'] = str(a.workers)
     import torch, platform
     cfgs = ['cifar'] if (a.quick or a.tiny) else ['cifar', 'mnv2']
     batches = a.batches or (2 if a.tiny else 6 if a.quick else 10)
     repeats = a.repeats or (1 if a.tiny else 5)
     names = a.only or TRAIN + OTHER
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {batches} batches per run, median of {repeats} runs after a warm-up")
+          f"{torch.get_num_threads()} threads, {a.workers} DataLoader workers for ours; {batches} batches per run, median of {repeats} runs after a warm-up")
     results = {}
     for cfg_name in cfgs:
         results[cfg_name] = {}
