@@ -211,7 +211,7 @@ def main(argv=None):
     os.environ['BENCH_WORKERS'] = str(a.workers)
     import torch, platform
     cfgs = ['cifar'] if (a.quick or a.tiny) else ['cifar', 'mnv2']
-    batches = a.batches or (2 if a.tiny else 6 if a.quick else 10)
+    batches = a.batches or (2 if a.tiny else 3 if a.quick else 10)
     repeats = a.repeats or (1 if a.tiny else 5)
     names = a.only or TRAIN + OTHER
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

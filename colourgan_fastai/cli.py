@@ -11,6 +11,8 @@ def _fmt(d): return '  '.join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} 
 
 
 def _save_results_figure(learn, path, max_n=6):
+    from fastai.distributed import rank_distrib
+    if rank_distrib(): return None                  # several processes: only rank 0 writes files
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -97,7 +97,8 @@ def load_run(learn, out):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')          # the file also holds D, which is not needed for figures
         learn.load('gan', with_opt=False)
-    return unet_state, json.loads((Path(out) / 'metrics.json').read_text())
+    m = Path(out) / 'metrics.json'
+    return unet_state, json.loads(m.read_text()) if m.exists() else None
 
 
 def score_table(learn, unet_state, extra_metrics=lambda: []):

@@ -199,3 +199,13 @@ def test_removing_the_callback_detaches_it(tiny_learn):
     assert [m.name for m in tiny_learn.metrics] == []
     tiny_learn.fit(1, 1e-3)
     assert tiny_learn.recorder.metric_names[1:] == ['train_loss', 'valid_loss', 'time']
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='fp16 mixed precision needs a GPU (exercised when one is present)')
+def test_fp16_on_gpu_gives_D_its_own_grad_scaler(tiny_dls):
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False).to_fp16()
+    gan = GANColourizer()
+    learn.add_cb(gan)
+    learn.fit(1, 1e-3)
+    assert isinstance(gan.disc_scaler, torch.amp.GradScaler)        # D's own; fastai's scaler serves G alone
+    assert all(math.isfinite(v) for v in learn.recorder.values[-1])
