@@ -4,13 +4,8 @@
 
 Each run: the ResNet-20 U-Net + GANColourizer at 32 px, bs 32 per process, one warm-up epoch, then the median
 of 3 timed epochs of the same number of images in total (so 2 processes each see half)."""
-import json
-import os
-import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 WORKER = r'''
 import sys, time, json, statistics, warnings, torch

@@ -53,7 +53,6 @@ def cmd_demo(a):
 
 def _dls_for(a):
     from . import cifar10_dls, stl10_dls, colour_dls
-    from fastai.data.external import untar_data, URLs
     if a.dataset == 'cifar10': return cifar10_dls(a.data, n_train=a.n_train, size=a.size or 32, bs=a.bs or 64, seed=a.seed)
     if a.dataset == 'stl10':
         if not a.data: raise ValueError("--dataset stl10 needs --data (the folder with stl10_binary/)")

@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image, ImageOps
 from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
                                FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter)
-from fastcore.foundation import L
 
 from .lab import encode_lab, decode_lab
 

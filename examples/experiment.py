@@ -10,9 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from fastai.callback.progress import CSVLogger
-from fastai.torch_core import set_seed
 
-from colourgan_fastai import (colour_learner, colour_metrics, GANColourizer, score_predictions, decode_lab)
+from colourgan_fastai import colour_metrics, GANColourizer, score_predictions, decode_lab
 
 FULL = dict(epochs=20, gan_epochs=20)       # the seed recipe
 

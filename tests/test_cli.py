@@ -1,9 +1,7 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from colourgan_fastai.cli import main

@@ -1,5 +1,3 @@
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +5,7 @@ import torch
 from PIL import Image
 
 from colourgan_fastai import (load_rgb, sample_photos_dls, cifar10_dls, stl10_dls, colour_dls, decode_lab,
-                              encode_lab, LabSplit)
+                              LabSplit)
 from fastai.vision.all import TensorImage
 
 

@@ -1,6 +1,5 @@
 import math
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +29,7 @@ def test_two_cpu_processes_train_G_and_D_in_sync(tmp_path):
 def test_broadcast_shim_keeps_cpu_tensors_on_cpu(monkeypatch):
     import torch.distributed as dist
     from fastai.distributed import DistributedDL
-    import colourgan_fastai.distributed  # installs the shim
+    import colourgan_fastai.distributed  # noqa: F401  (importing installs the shim)
     seen = {}
     monkeypatch.setattr(dist, 'get_backend', lambda: 'gloo')
     monkeypatch.setattr(dist, 'broadcast', lambda t, src: seen.update(device=t.device, src=src))

@@ -2,15 +2,13 @@ import copy
 import math
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
 from torch import nn
 from fastai.callback.core import Callback
-from fastai.learner import load_learner
 
-from colourgan_fastai import GANColourizer, colour_learner, PatchDiscriminator, PSNR
+from colourgan_fastai import GANColourizer, colour_learner, PSNR
 
 
 def _snap(m): return {k: v.detach().clone() for k, v in m.state_dict().items() if torch.is_tensor(v)}

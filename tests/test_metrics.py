@@ -39,7 +39,7 @@ def test_colourfulness_formula():
 
 def test_fastai_metrics_decode_lab_and_average_per_image():
     a, b = _pair()
-    (La, aba), (Lb, abb) = encode_lab(a), encode_lab(b)
+    La, aba = encode_lab(a)
     learn = SimpleNamespace(xb=(La,), yb=(aba,), pred=aba * 0)                      # grey prediction
     ms = [PSNR(), SSIM(), Colourfulness(), DeltaColourfulness()]
     for m in ms: m.reset(); m.accumulate(learn); m.accumulate(learn)

@@ -1,6 +1,5 @@
 """Launched by tests/test_distributed.py with torchrun (2 CPU processes, gloo): trains G and D with
 distrib_ctx and writes this rank's weights and losses to OUT/rank<r>.pt."""
-import math
 import sys
 import warnings
 
