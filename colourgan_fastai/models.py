@@ -80,6 +80,12 @@ def _load_strict(model, state, source):
                          f"{'...' if len(res.unexpected_keys) > 8 else ''}, wrong shapes {shape_err[:8]}")
 
 
+def _cifar_key(k):
+    "akamaster (`module.` prefix, `linear`) and chenyaofo (`downsample`, `fc`) names -> CifarResNet's names."
+    k = k.removeprefix('module.').replace('.downsample.', '.shortcut.')
+    return 'linear.' + k[len('fc.'):] if k.startswith('fc.') else k
+
+
 def resnet20_cifar(weights=None, depth=20):
     """CIFAR-10 ResNet-20. `weights`: None (random init), a checkpoint path in akamaster's format
     (`{'state_dict': {'module.conv1.weight': ...}}`, option-A shortcuts) or chenyaofo's (plain state dict,
@@ -92,9 +98,7 @@ def resnet20_cifar(weights=None, depth=20):
         state = torch.load(weights, map_location='cpu', weights_only=False)
     if isinstance(state, dict) and 'state_dict' in state: state = state['state_dict']
     if not isinstance(state, dict): raise ValueError(f"{weights} does not hold a state dict")
-    state = {k.removeprefix('module.').replace('.downsample.', '.shortcut.').replace('fc.', 'linear.')
-             if k.startswith(('fc.', 'module.fc.')) or '.downsample.' in k else k.removeprefix('module.'): v
-             for k, v in state.items()}
+    state = {_cifar_key(k): v for k, v in state.items()}
     option_b = any('.shortcut.' in k for k in state)
     model = CifarResNet(depth, option='B' if option_b else 'A', stats=CIFAR_STATS if option_b else IMAGENET_STATS)
     _load_strict(model, state, f"checkpoint {weights}")
