@@ -130,27 +130,29 @@ def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, **kwargs):
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-10
-def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, **kwargs):
-    """CIFAR-10 through `untar_data(URLs.CIFAR, data=data)` (downloads when online and absent).
-    Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder."""
-    path = _untar(URLs.CIFAR, data)
-    train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', 'test'))
-    if not train or not valid: raise FileNotFoundError(f"no CIFAR-10 images under {path}/train and {path}/test")
-    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
-
-
 def _untar(url, data):
     # fastdownload resolves a relative `data` against ~/.fastai: make it absolute first
     return untar_data(url, data=None if data is None else Path(data).expanduser().resolve())
 
 
+def _untar_split_dls(url, data, valid_name, n_train, n_valid, size, bs, seed, **kwargs):
+    "A data set in fastai's `untar_data` layout with `train/` and `valid_name/` folders -> colour DataLoaders."
+    path = _untar(url, data)
+    train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', valid_name))
+    if not train or not valid: raise FileNotFoundError(f"no images under {path}/train and {path}/{valid_name}")
+    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
+
+
+def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, **kwargs):
+    """CIFAR-10 through `untar_data(URLs.CIFAR, data=data)` (downloads when online and absent).
+    Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder."""
+    return _untar_split_dls(URLs.CIFAR, data, 'test', n_train, n_valid, size, bs, seed, **kwargs)
+
+
 def imagenette_dls(data=None, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwargs):
     """Imagenette (160 px) through `untar_data(URLs.IMAGENETTE_160, data=data)`, cropped to `size`: the
     stand-in for STL-10 where STL-10 cannot be had (natural photos, 5,000 training images here)."""
-    path = _untar(URLs.IMAGENETTE_160, data)
-    train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', 'val'))
-    if not train or not valid: raise FileNotFoundError(f"no Imagenette images under {path}/train and {path}/val")
-    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
+    return _untar_split_dls(URLs.IMAGENETTE_160, data, 'val', n_train, n_valid, size, bs, seed, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- STL-10

@@ -28,10 +28,10 @@ DistributedDL._broadcast = _broadcast
 def is_distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def broadcast_module(module, src=0):
-    "Copy `module`'s parameters and buffers from rank `src` to every rank (e.g. so every D starts the same)."
+def broadcast_module(module, src=0, params=True):
+    "Copy `module`'s parameters (unless `params=False`) and buffers from rank `src` to every rank."
     with torch.no_grad():
-        for t in list(module.parameters()) + list(module.buffers()): dist.broadcast(t.data, src)
+        for t in (list(module.parameters()) if params else []) + list(module.buffers()): dist.broadcast(t.data, src)
 
 
 def all_reduce_grads(module):

@@ -19,12 +19,12 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from torch import nn, Tensor
+from torch import nn
 from fastai.callback.core import Callback, CancelBatchException
 from fastai.learner import ValueMetric
 from fastai.torch_core import get_model
 
-from .models import PatchDiscriminator, check_colouriser
+from .models import PatchDiscriminator, check_colouriser, as_plain
 from .distributed import is_distributed, broadcast_module, all_reduce_grads
 
 __all__ = ['GANColourizer', 'STATE_KEY']
@@ -32,8 +32,6 @@ __all__ = ['GANColourizer', 'STATE_KEY']
 STATE_KEY = 'gan_colourizer'
 LOSS_NAMES = ('loss_D', 'loss_G_GAN', 'loss_G_L1')
 
-
-def _plain(t: Tensor) -> Tensor: return t.as_subclass(Tensor) if type(t) is not Tensor else t
 
 
 class GANColourizer(Callback):
@@ -143,9 +141,7 @@ class GANColourizer(Callback):
     def after_train(self):
         # D's BatchNorm uses each process's own batch statistics (D always runs in train mode, like DDP without
         # SyncBatchNorm); its running buffers are synced from rank 0 so every process holds the same D.
-        if self._ddp and self.disc is not None:
-            with torch.no_grad():
-                for b in self.disc.buffers(): torch.distributed.broadcast(b, 0)
+        if self._ddp and self.disc is not None: broadcast_module(self.disc, params=False)
 
     def before_train(self): self._reset_sums()
 
@@ -154,7 +150,7 @@ class GANColourizer(Callback):
         if self._amp_dtype is None or device.type != 'cuda': return torch.autocast(device.type, enabled=False)
         return torch.autocast('cuda', dtype=self._amp_dtype)
 
-    def _d_in(self, L_, ab): return torch.cat([_plain(L_), _plain(ab).to(L_.dtype)], 1)
+    def _d_in(self, L_, ab): return torch.cat([as_plain(L_), as_plain(ab).to(L_.dtype)], 1)
 
     def after_pred(self):
         if not self.training or self.disc is None: return
@@ -179,7 +175,7 @@ class GANColourizer(Callback):
         if not self.training or self.disc is None: return
         l1 = self.learn.loss_grad
         if self.n_batches <= self.d_warmup_batches:     # D warm-up: no G update at all
-            self._record(torch.zeros_like(self._loss_D), _plain(l1).detach().float())
+            self._record(torch.zeros_like(self._loss_D), as_plain(l1).detach().float())
             raise CancelBatchException()
         L_ = self.xb[0]
         self.disc.requires_grad_(False)         # D is a constant in G's graph: G's backward leaves it alone
@@ -188,10 +184,10 @@ class GANColourizer(Callback):
                 p = self.disc(self._d_in(L_, self.learn.pred))
                 gan = F.binary_cross_entropy_with_logits(p, torch.ones_like(p))
         finally: self.disc.requires_grad_(True)
-        total = gan.float() + self.lambda_l1 * _plain(l1)
+        total = gan.float() + self.lambda_l1 * as_plain(l1)
         self.learn.loss_grad = total
         self.learn.loss = total.detach().clone()
-        self._record(gan.detach().float(), _plain(l1).detach().float())
+        self._record(gan.detach().float(), as_plain(l1).detach().float())
 
     def _record(self, gan, l1):
         "Sum the loss parts on the device: no host sync per batch."

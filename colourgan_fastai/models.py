@@ -181,10 +181,14 @@ def encoder_body(arch='resnet18', pretrained=True, weights=None) -> nn.Sequentia
     return body
 
 
+def as_plain(t: torch.Tensor) -> torch.Tensor:
+    "Drop fastai's tensor subclass: its __torch_function__ dispatch on every op costs time inside the nets."
+    return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
+
+
 def _plain_input(x, channels_last):
-    # fastai's typed tensors dispatch every op through __torch_function__: plain tensors inside are faster,
-    # and channels-last convolutions are 25-40 % faster on CPU (bench/RESULTS.md).
-    x = x.as_subclass(torch.Tensor) if type(x) is not torch.Tensor else x
+    # plain tensors inside, and channels-last convolutions, 25-40 % faster on CPU (bench/RESULTS.md)
+    x = as_plain(x)
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
