@@ -6,13 +6,13 @@ from .gan import GANColourizer
 __all__ = ['train_l1_then_gan']
 
 
-def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_prefix=None,
+def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_logs=False,
                       after_l1=None, **gan_kwargs):
     """`fit_one_cycle(epochs, lr)` with L1, then `GANColourizer(lambda_l1, **gan_kwargs)` and
-    `fit_one_cycle(gan_epochs, gan_lr)`. `csv_prefix`: write each phase's log with fastai's CSVLogger to
-    `{csv_prefix}_unet.csv` / `{csv_prefix}_gan.csv`. `after_l1(learn)` runs between the phases (e.g. to save
+    `fit_one_cycle(gan_epochs, gan_lr)`. `csv_logs`: write each phase's log with fastai's CSVLogger to
+    `unet_log.csv` / `gan_log.csv` in `learn.path`. `after_l1(learn)` runs between the phases (e.g. to save
     the U-Net-only model). Returns the GANColourizer (already attached)."""
-    def cbs(phase): return [CSVLogger(f'{csv_prefix}_{phase}.csv')] if csv_prefix else []
+    def cbs(phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=cbs('unet'))
     if after_l1 is not None: after_l1(learn)
     gan = GANColourizer(lambda_l1=lambda_l1, **gan_kwargs)

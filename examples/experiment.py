@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from fastai.callback.progress import CSVLogger
 
-from colourgan_fastai import colour_metrics, GANColourizer, score_predictions, decode_lab
+from colourgan_fastai import colour_metrics, score_predictions, decode_lab, train_l1_then_gan
 
 FULL = dict(epochs=20, gan_epochs=20)       # the seed recipe
 
@@ -61,20 +60,20 @@ def plan_epochs(learn, a):
     return min(k, FULL['epochs']), min(k, FULL['gan_epochs'])
 
 
+def _snapshot(model): return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 def train(learn, epochs, gan_epochs, out, lr=1e-3, gan_lr=2e-4):
-    "L1 phase, snapshot of the U-Net, GAN phase; CSV logs; returns (unet_state, valid L1 curves)."
+    "The library's L1 -> GAN recipe, with CSV logs and a snapshot of the U-Net; returns (unet_state, valid L1 curves)."
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
-    learn.fit_one_cycle(epochs, lr, cbs=CSVLogger('unet_log.csv'))          # relative to learn.path = out
-    unet_curve = [v[1] for v in learn.recorder.values]
-    learn.save('unet')
-    unet_state = {k: v.clone() for k, v in learn.model.state_dict().items()}
-    gan = GANColourizer(lambda_l1=100.)
-    learn.add_cb(gan)
-    learn.fit_one_cycle(gan_epochs, gan_lr, cbs=CSVLogger('gan_log.csv'))
-    gan_curve = [v[1] for v in learn.recorder.values]
+    unet = {}
+    def after_l1(l):
+        unet['curve'], unet['state'] = [v[1] for v in l.recorder.values], _snapshot(l.model)
+        l.save('unet')
+    train_l1_then_gan(learn, epochs, gan_epochs, lr, gan_lr, lambda_l1=100., csv_logs=True, after_l1=after_l1)
     learn.save('gan')
-    return unet_state, dict(unet=unet_curve, gan=gan_curve)
+    return unet['state'], dict(unet=unet['curve'], gan=[v[1] for v in learn.recorder.values])
 
 
 def _predict_with(learn, state=None):
@@ -92,7 +91,7 @@ def load_run(learn, out):
     "The U-Net-only state and the final GAN weights a finished run saved in `out`, and its metrics.json."
     learn.path, learn.model_dir = Path(out).absolute(), '.'
     learn.load('unet', with_opt=False)
-    unet_state = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    unet_state = _snapshot(learn.model)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')          # the file also holds D, which is not needed for figures
         learn.load('gan', with_opt=False)
