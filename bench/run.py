@@ -22,8 +22,8 @@ SHARED = HERE.parent.parent / 'shared'
 CFGS = {'cifar': dict(size=32, bs=64, arch='resnet20_cifar', data='cifar10'),
         'mnv2': dict(size=96, bs=32, arch='mobilenet_v2', data='imagenette2-160')}
 TRAIN = ['floor_l1', 'floor_l1_cl', 'ours_l1', 'tutorial_l1', 'floor_gan', 'floor_gan_cl', 'ours_gan', 'tutorial_gan',
-         'fastai_gan']
-OTHER = ['data_ours', 'data_tutorial', 'flops', 'infer']
+         'fastai_gan', 'ours_l1_bf16', 'floor_l1_cl_bf16', 'ours_gan_bf16', 'floor_gan_cl_bf16']
+OTHER = ['data_ours', 'data_ours_items', 'data_tutorial', 'flops', 'infer']
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -55,9 +55,10 @@ def _D(cfg, n_in=3, fast=True):
     return PatchDiscriminator(n_in, img_size=cfg['size'], channels_last=fast)
 
 
-def _ours_dls(cfg, files):
+def _ours_dls(cfg, files, cache=True):
+    "Ours: `CachedDL` (decode + Lab once, batches from memory) unless cache=False (the per-item pipeline)."
     from colourgan_fastai.data import _dls_from_lists
-    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'],
+    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'], cache=cache,
                            num_workers=int(os.environ.get('BENCH_WORKERS', 0)))
 
 
@@ -71,9 +72,13 @@ def _timed(fn, repeats):
 
 def worker(name, cfg, batches, repeats):
     import torch
+    from contextlib import nullcontext
     from fastai.callback.core import Callback, CancelValidException
     warnings.simplefilter('ignore')
     torch.manual_seed(0)
+    bf16 = name.endswith('_bf16')                   # bf16 autocast (ours: learn.to_bf16(); floor: torch.autocast)
+    name = name.removesuffix('_bf16')
+    amp = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if bf16 else nullcontext
     bs, n = cfg['bs'], cfg['bs'] * batches
     res = {}
     class NoValid(Callback):
@@ -86,6 +91,7 @@ def worker(name, cfg, batches, repeats):
         from colourgan_fastai import colour_learner, GANColourizer
         learn = colour_learner(_ours_dls(cfg, _files(cfg, n)), arch=_G(cfg))
         if name == 'ours_gan': learn.add_cb(GANColourizer())
+        if bf16: learn.to_bf16()
         ts = _timed(lambda: fit_one(learn), repeats); res['img_s'] = n / statistics.median(ts)
     elif name in ('tutorial_l1', 'tutorial_gan'):
         from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
@@ -111,10 +117,13 @@ def worker(name, cfg, batches, repeats):
         G = _G(cfg, fast).train()
         step = floor_gan_steps(G, _D(cfg, fast=fast), None, None, bs, batches) if 'gan' in name else floor_l1_step(G)
         def fn():
-            for L, ab in batches_mem: step(L, ab)
+            for L, ab in batches_mem:
+                with amp(): step(L, ab)
         ts = _timed(fn, repeats); res['img_s'] = len(batches_mem) * bs / statistics.median(ts)
-    elif name == 'data_ours':
-        dls = _ours_dls(cfg, _files(cfg, n))
+    elif name in ('data_ours', 'data_ours_items'):
+        dls = _ours_dls(cfg, _files(cfg, n), cache=name == 'data_ours')
+        if name == 'data_ours':                     # the one-off cost: decode + Lab-convert every image once
+            t = time.perf_counter(); dls.train.build_cache(); res['cache_ms_per_img'] = (time.perf_counter() - t) / n * 1e3
         ts = _timed(lambda: [b for b in dls.train], repeats); res['batches_s'] = len(dls.train) / statistics.median(ts)
     elif name == 'data_tutorial':
         from peers import tutorial_dataloader
@@ -134,6 +143,13 @@ def worker(name, cfg, batches, repeats):
         res.update(step_gflop=flops / 1e9, achieved_gflops=flops / statistics.median(ts) / 1e9,
                    peak_gflops=2 * 2048 ** 3 / statistics.median(mm) / 1e9)
         res['utilisation'] = res['achieved_gflops'] / res['peak_gflops']
+        def step_bf16():
+            with torch.autocast('cpu', dtype=torch.bfloat16): step(L, ab)
+        ts16 = _timed(step_bf16, repeats)
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        mm16 = _timed(lambda: a16 @ b16, max(repeats, 5))
+        res.update(achieved_gflops_bf16=flops / statistics.median(ts16) / 1e9,
+                   peak_gflops_bf16=2 * 2048 ** 3 / statistics.median(mm16) / 1e9)
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CPU]) as prof: step(L, ab)
         res['top_ops'] = [(e.key, round(e.self_cpu_time_total / 1e3, 1)) for e in
@@ -172,7 +188,9 @@ def table(results):
         lines.append('|---|---|---|---|')
         for who, l1, gan in (('ours', 'ours_l1', 'ours_gan'), ('tutorial loop', 'tutorial_l1', 'tutorial_gan'),
                              ('fastai GANLearner (per G+D pair)', None, 'fastai_gan'), ('floor', 'floor_l1', 'floor_gan'),
-                             ('floor, channels-last', 'floor_l1_cl', 'floor_gan_cl')):
+                             ('floor, channels-last', 'floor_l1_cl', 'floor_gan_cl'),
+                             ('ours, bf16 (`learn.to_bf16()`)', 'ours_l1_bf16', 'ours_gan_bf16'),
+                             ('floor, channels-last, bf16', 'floor_l1_cl_bf16', 'floor_gan_cl_bf16')):
             f = lambda k: f"{r[k]['img_s']:.1f}" if k and k in r else '—'
             m = lambda k: f"{r[k]['maxrss_mb']:.0f}" if k and k in r else '—'
             lines.append(f"| {who} | {f(l1)} | {f(gan)} | {m(l1)} / {m(gan)} |")
@@ -181,15 +199,25 @@ def table(results):
                      f" ours / fastai GANLearner (GAN): {ratio('ours_gan', 'fastai_gan')};"
                      f" ours / floor: L1 {ratio('ours_l1', 'floor_l1')}, GAN {ratio('ours_gan', 'floor_gan')};"
                      f" ours / channels-last floor: L1 {ratio('ours_l1', 'floor_l1_cl')}, GAN {ratio('ours_gan', 'floor_gan_cl')}")
-        if 'data_ours' in r:
+        lines.append(f"\nbf16: ours bf16 / tutorial (fp32, as written): L1 {ratio('ours_l1_bf16', 'tutorial_l1')}, GAN "
+                     f"{ratio('ours_gan_bf16', 'tutorial_gan')}; ours bf16 / ours fp32: L1 {ratio('ours_l1_bf16', 'ours_l1')}, "
+                     f"GAN {ratio('ours_gan_bf16', 'ours_gan')}; ours bf16 / bf16 floor: L1 "
+                     f"{ratio('ours_l1_bf16', 'floor_l1_cl_bf16')}, GAN {ratio('ours_gan_bf16', 'floor_gan_cl_bf16')}")
+        if 'data_ours' in r and 'data_tutorial' in r:
             d, t = r['data_ours']['batches_s'], r['data_tutorial']['batches_s']
-            need = r['ours_gan']['img_s'] / c['bs'] if 'ours_gan' in r else float('nan')
-            lines.append(f"data pipeline (batches/s, no workers): ours {d:.1f}, tutorial's per-image skimage {t:.2f} "
-                         f"({d / t:.1f}×); the GAN step consumes {need:.2f} batches/s ({d / need:.0f}× headroom)")
+            di = r['data_ours_items']['batches_s'] if 'data_ours_items' in r else float('nan')
+            fastest = max((r[k]['img_s'] for k in ('ours_gan', 'ours_gan_bf16') if k in r), default=float('nan'))
+            need = fastest / c['bs']
+            lines.append(f"data pipeline (batches/s, no workers): ours (CachedDL) {d:.0f}, ours per-item {di:.1f}, "
+                         f"tutorial's per-image skimage {t:.2f} — ours {d / t:.0f}× (per-item {di / t:.1f}×); "
+                         f"one-off cache build {r['data_ours']['cache_ms_per_img']:.2f} ms/image; "
+                         f"our fastest GAN step consumes {need:.2f} batches/s ({d / need:.0f}× headroom)")
         if 'flops' in r:
             fl = r['flops']
             lines.append(f"GAN step: {fl['step_gflop']:.1f} GFLOP, {fl['achieved_gflops']:.1f} GFLOP/s achieved vs "
                          f"{fl['peak_gflops']:.1f} GFLOP/s fp32 matmul peak = {fl['utilisation']:.0%} utilisation; "
+                         f"under bf16 autocast {fl['achieved_gflops_bf16']:.1f} GFLOP/s vs {fl['peak_gflops_bf16']:.1f} "
+                         f"bf16 matmul peak ({fl['achieved_gflops_bf16'] / fl['peak_gflops_bf16']:.0%}); "
                          f"top ops (self ms): " + ', '.join(f"{k} {v}" for k, v in fl['top_ops'][:5]))
         if 'infer' in r:
             lines.append(f"inference: {r['infer']['img_s']:.1f} img/s at {c['size']} px (G forward, bs {c['bs']}); "

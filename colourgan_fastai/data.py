@@ -16,6 +16,7 @@ from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, 
                                FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter)
 
 from .lab import encode_lab, decode_lab
+from .cache import CachedDL
 
 __all__ = ['load_rgb', 'image_array', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
            'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
@@ -91,6 +92,7 @@ class PILColour(PILImage):
 class LabSplit(ItemTransform):
     "Batch transform: RGB batch in [0,1] -> (L, ab), normalised; decodes back to (grey RGB, RGB)."
     order = 95                                   # after IntToFloatTensor and any augmentation
+    deterministic = True                         # same output for the same input: `CachedDL` may precompute it
 
     def encodes(self, b):
         if len(b) != 1: return b                 # already split (e.g. a batch built by hand)
@@ -120,12 +122,15 @@ def _subset(items, n, seed):
     return [items[i] for i in sorted(idx)]
 
 
-def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, **kwargs):
+def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, cache=False, **kwargs):
+    """Train/valid item lists -> colour DataLoaders. `cache=True`: `CachedDL`s that decode and Lab-convert every
+    image once and then batch by tensor ops (for equally sized images; see cache.py)."""
     if not len(train): raise ValueError("no training images")
     if not len(valid): raise ValueError("no validation images")
     items = list(train) + list(valid)
     splitter = IndexSplitter(list(range(len(train), len(items))))
     kwargs.setdefault('num_workers', 0)
+    if cache: kwargs['dl_type'] = CachedDL
     return colour_datablock(get_x, splitter, size).dataloaders(items, bs=bs, **kwargs)
 
 
@@ -143,10 +148,11 @@ def _untar_split_dls(url, data, valid_name, n_train, n_valid, size, bs, seed, **
     return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
 
 
-def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, **kwargs):
+def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, cache=True, **kwargs):
     """CIFAR-10 through `untar_data(URLs.CIFAR, data=data)` (downloads when online and absent).
-    Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder."""
-    return _untar_split_dls(URLs.CIFAR, data, 'test', n_train, n_valid, size, bs, seed, **kwargs)
+    Train on a seeded subset of `n_train` of the 50,000 training images; validate on the test folder.
+    `cache=True` (default): images are decoded and converted to Lab once, then batched from memory (`CachedDL`)."""
+    return _untar_split_dls(URLs.CIFAR, data, 'test', n_train, n_valid, size, bs, seed, cache=cache, **kwargs)
 
 
 def imagenette_dls(data=None, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwargs):
@@ -176,9 +182,10 @@ def read_stl10_binary(fn) -> np.ndarray:
     return np.memmap(fn, np.uint8, 'r', shape=(n, 3, 96, 96)).transpose(0, 3, 2, 1)
 
 
-def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwargs):
+def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, cache=True, **kwargs):
     """STL-10 from torchvision's binary files (`stl10_binary/train_X.bin`, `test_X.bin`) or from an
-    image-folder layout with `train/` and `test/` folders (any depth of class folders below)."""
+    image-folder layout with `train/` and `test/` folders (any depth of class folders below).
+    `cache=True` (default): images are decoded and converted to Lab once, then batched from memory (`CachedDL`)."""
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"STL-10 folder {path} does not exist")
     binp = next((p for p in (path, path / 'stl10_binary') if (p / 'train_X.bin').exists()), None)
@@ -187,9 +194,10 @@ def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, **kwarg
         train = [ArrayIndex(0, i) for i in range(len(arrays[0]))]
         valid = [ArrayIndex(1, i) for i in range(len(arrays[1]))]
         return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs,
-                               get_x=ArrayItems(arrays), seed=seed, **kwargs)
+                               get_x=ArrayItems(arrays), seed=seed, cache=cache, **kwargs)
     if (path / 'train').is_dir() and (path / 'test').is_dir():
-        return colour_dls(path / 'train', size=size, bs=bs, valid=path / 'test', seed=seed, n_train=n_train, **kwargs)
+        return colour_dls(path / 'train', size=size, bs=bs, valid=path / 'test', seed=seed, n_train=n_train,
+                          cache=cache, **kwargs)
     raise FileNotFoundError(f"{path} holds neither stl10_binary/train_X.bin nor train/ and test/ image folders")
 
 
@@ -229,7 +237,8 @@ def check_images(files, min_size=0, verbose=True):
 def colour_dls(source, size=64, bs=32, valid_pct=0.2, valid=None, seed=42, n_train=None, **kwargs):
     """Any images: a folder (searched recursively) or a list of files. Validation is `valid` (a folder or
     list) if given, else a seeded `valid_pct` split. Unreadable images and images smaller than `size` are
-    skipped with a warning that names them; no usable image left is an error."""
+    skipped with a warning that names them; no usable image left is an error. `cache=True` batches from
+    memory (`CachedDL`: decoded and Lab-converted once; centre crops only, for images already at `size`)."""
     files = check_images(find_images(source), size)
     if not files: raise ValueError(f"no usable images in {source} (all unreadable or smaller than {size} px)")
     if valid is not None:

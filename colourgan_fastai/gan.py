@@ -146,9 +146,12 @@ class GANColourizer(Callback):
     def before_train(self): self._reset_sums()
 
     def _autocast(self, device):
-        "D runs in the precision G runs in: fastai's MixedPrecision autocasts on CUDA only (CPU stays fp32)."
-        if self._amp_dtype is None or device.type != 'cuda': return torch.autocast(device.type, enabled=False)
-        return torch.autocast('cuda', dtype=self._amp_dtype)
+        """D runs in the precision G runs in: under our `MixedPrecision` (ColourLearner.to_bf16) on any device,
+        under fastai's own only on CUDA (it leaves a CPU model in fp32)."""
+        mp = getattr(self.learn, 'mixed_precision', None)
+        if self._amp_dtype is None or (device.type != 'cuda' and getattr(mp, 'device_type', 'cuda') != device.type):
+            return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=self._amp_dtype)
 
     def _d_in(self, L_, ab): return torch.cat([as_plain(L_), as_plain(ab).to(L_.dtype)], 1)
 

@@ -7,10 +7,14 @@ BENCH = Path(__file__).resolve().parents[1] / 'bench' / 'run.py'
 
 
 def test_bench_runs_on_a_tiny_setting(tmp_path):
-    out = subprocess.run([sys.executable, str(BENCH), '--tiny', '--only', 'floor_gan', 'ours_gan', 'fastai_gan',
+    names = ['floor_gan', 'ours_gan', 'fastai_gan', 'ours_gan_bf16', 'data_ours', 'data_tutorial']
+    out = subprocess.run([sys.executable, str(BENCH), '--tiny', '--only', *names,
                           '--json', str(tmp_path / 'r.json')], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert '| ours |' in out.stdout and 'ours / fastai GANLearner (GAN)' in out.stdout
+    assert 'ours bf16 / ours fp32' in out.stdout and 'data pipeline' in out.stdout
     import json
     r = json.loads((tmp_path / 'r.json').read_text())['cifar']
-    assert set(r) == {'floor_gan', 'ours_gan', 'fastai_gan'} and all(v['img_s'] > 0 for v in r.values())
+    assert set(r) == set(names)
+    assert all(r[k]['img_s'] > 0 for k in names[:4]) and r['data_ours']['batches_s'] > 0
+    assert r['data_ours']['cache_ms_per_img'] > 0

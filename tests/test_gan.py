@@ -170,11 +170,32 @@ def test_bad_settings_and_models_are_rejected(tiny_learn, tiny_dls):
     with pytest.raises(ValueError, match='must map L'): rgb_in.add_cb(GANColourizer())
 
 
-def test_bf16_mixed_precision_trains_on_cpu(tiny_learn):
+def test_bf16_mixed_precision_runs_both_nets_in_bf16_on_cpu(tiny_learn):
+    "to_bf16() on a CPU really autocasts (fastai's own MixedPrecision would leave it fp32): G's and D's convs."
+    seen = {}
+    def probe(name):
+        def hook(mod, inp, out): seen.setdefault(name, set()).add(out.dtype)
+        return hook
+    gan = GANColourizer()
     tiny_learn.to_bf16()
-    tiny_learn.add_cb(GANColourizer())
+    tiny_learn.add_cb(gan)
+    conv_G = next(m for m in tiny_learn.model.modules() if isinstance(m, nn.Conv2d))
+    conv_D = next(m for m in gan.disc.modules() if isinstance(m, nn.Conv2d))
+    hooks = [conv_G.register_forward_hook(probe('G')), conv_D.register_forward_hook(probe('D'))]
     tiny_learn.fit(1, 1e-3)
+    for h in hooks: h.remove()
+    assert seen['G'] == {torch.bfloat16} and seen['D'] == {torch.bfloat16}
     assert all(math.isfinite(v) for v in tiny_learn.recorder.values[-1])
+    assert all(p.dtype == torch.float32 for p in tiny_learn.model.parameters())      # fp32 master weights
+    tiny_learn.to_fp32()
+    seen.clear(); conv_G.register_forward_hook(probe('G'))
+    tiny_learn.fit(1, 1e-3)
+    assert seen['G'] == {torch.float32}
+
+
+def test_fp16_on_cpu_is_refused_with_advice(tiny_learn):
+    tiny_learn.to_fp16()
+    with pytest.raises(ValueError, match='to_bf16'): tiny_learn.fit(1, 1e-3)
 
 
 def test_show_results_draws_input_truth_prediction(tiny_learn):

@@ -1,0 +1,92 @@
+"CachedDL: batches from memory equal the per-item DataLoader's, flips stay random, nothing else is frozen."
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colourgan_fastai import colour_dls, colour_learner, CachedDL, load_colouriser
+from colourgan_fastai.data import colour_datablock, _dls_from_lists
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    "48 random 16x16 PNGs: images already at the training size, like CIFAR-10."
+    d = tmp_path_factory.mktemp('same_size')
+    rng = np.random.RandomState(0)
+    for i in range(48):
+        Image.fromarray((rng.rand(16, 16, 3) * 255).astype(np.uint8)).save(d / f'{i:02d}.png')
+    return d
+
+
+def _dls(folder, cache, **kw):
+    return colour_dls(folder, size=16, bs=8, cache=cache, **kw)
+
+
+def test_cached_batches_equal_the_per_item_pipeline(folder):
+    cached, plain = _dls(folder, True), _dls(folder, False)
+    assert isinstance(cached.train, CachedDL) and isinstance(cached.valid, CachedDL)
+    assert not isinstance(plain.valid, CachedDL)
+    got, want = list(cached.valid), list(plain.valid)
+    assert len(got) == len(want) == len(plain.valid)
+    for b, p in zip(got, want):
+        assert [type(x) for x in b] == [type(x) for x in p]
+        for x, y in zip(b, p): assert torch.equal(x, y)
+
+
+def test_training_epoch_covers_every_image_once_with_random_flips(folder):
+    dls = _dls(folder, True)
+    L_all = dls.train.build_cache()._cache[1][0]
+    keys = {}
+    for i, img in enumerate(L_all): keys[img.numpy().tobytes()] = (i, False); keys[img.flip(-1).numpy().tobytes()] = (i, True)
+    epochs = []
+    for _ in range(2):
+        seen, flipped = [], []
+        for L_, ab in dls.train:
+            assert L_.shape[0] == 8 and ab.shape == (8, 2, 16, 16)
+            for img in L_:
+                i, f = keys[img.numpy().tobytes()]           # each image is a cached image or its mirror
+                seen.append(i); flipped.append(f)
+        assert len(seen) == len(dls.train) * 8 and len(set(seen)) == len(seen)      # no repeats in an epoch
+        assert 0 < sum(flipped) < len(flipped)                                       # both orientations occur
+        epochs.append(seen)
+    assert epochs[0] != epochs[1]                                                    # reshuffled each epoch
+    valid_L = torch.cat([b[0] for b in dls.valid])                                   # validation: in order,
+    assert torch.equal(valid_L, dls.valid._cache[1][0])                              # never flipped
+
+
+def test_random_augmentations_are_refused_not_frozen(folder):
+    from fastai.vision.all import RandomResizedCrop, get_image_files, RandomSplitter
+    db = colour_datablock(splitter=RandomSplitter(seed=0), size=16)
+    db.item_tfms.append(RandomResizedCrop(16))
+    dls = db.dataloaders(get_image_files(folder), bs=8, dl_type=CachedDL)
+    with pytest.raises(ValueError, match='RandomResizedCrop'): dls.train.one_batch()
+
+
+def test_cache_is_not_pickled_and_export_stays_small(folder, tmp_path):
+    dls = _dls(folder, True)
+    dls.train.one_batch()
+    assert dls.train._cache is not None
+    assert pickle.loads(pickle.dumps(dls.train))._cache is None
+    learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
+    learn.fit(1, 1e-3)                                   # a Learner trains on cached batches
+    learn.export(tmp_path / 'm.pkl')
+    G = load_colouriser(tmp_path / 'm.pkl')
+    assert G is not None
+
+
+def test_show_batch_and_test_dl_work_on_cached_loaders(folder):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    dls = _dls(folder, True)
+    dls.show_batch(max_n=4)
+    assert len([ax for ax in plt.gcf().axes if ax.images]) == 8          # grey input and colour target each
+    plt.close('all')
+    tdl = dls.test_dl(sorted(folder.glob('*.png'))[:5])
+    L_, ab = tdl.one_batch()
+    assert isinstance(tdl, CachedDL) and L_.shape == (5, 1, 16, 16) and ab.shape == (5, 2, 16, 16)
+
+
+def test_empty_training_list_is_a_clear_error():
+    with pytest.raises(ValueError, match='no training images'): _dls_from_lists([], [1], 16, 4, cache=True)
