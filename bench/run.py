@@ -1,9 +1,10 @@
 """Benchmarks: colourgan_fastai against the tutorial loop, fastai's GANLearner and the bare-PyTorch floor,
 same machine, same models, same batch, in one run. Each measurement runs in its own process (clean peak RSS);
-every figure is the median of --repeats timed runs after one warm-up run.
+every figure is the median of all timed runs: --rounds interleaved rounds (so slow drift of a shared machine hits
+every row alike) of --repeats runs, each after one warm-up run.
 
     python bench/run.py --quick          # 32 px only, < 5 min on 2 cores
-    python bench/run.py                  # 32 px (ResNet-20 U-Net, bs 64) and 96 px (MobileNetV2 U-Net, bs 32)
+    python bench/run.py                  # 32 px (ResNet-20 U-Net, bs 64) and 96 px (MobileNetV2 U-Net, bs 32), 2 rounds
 """
 import argparse
 import json
@@ -23,6 +24,7 @@ CFGS = {'cifar': dict(size=32, bs=64, arch='resnet20_cifar', data='cifar10'),
         'mnv2': dict(size=96, bs=32, arch='mobilenet_v2', data='imagenette2-160')}
 TRAIN = ['floor_l1', 'floor_l1_cl', 'ours_l1', 'tutorial_l1', 'floor_gan', 'floor_gan_cl', 'ours_gan', 'tutorial_gan',
          'fastai_gan', 'ours_l1_bf16', 'floor_l1_cl_bf16', 'ours_gan_bf16', 'floor_gan_cl_bf16']
+BEFORE_AFTER = ['ours_l1_items', 'ours_gan_items']     # ours on the per-item DataLoader: the CachedDL before/after
 OTHER = ['data_ours', 'data_ours_items', 'data_tutorial', 'flops', 'infer']
 
 
@@ -62,6 +64,12 @@ def _ours_dls(cfg, files, cache=True):
                            num_workers=int(os.environ.get('BENCH_WORKERS', 0)))
 
 
+def _rate(units, ts):
+    "Throughput: the median over the timed runs, and each run's value (merged across --rounds)."
+    rates = [units / t for t in ts]
+    return statistics.median(rates), rates
+
+
 def _timed(fn, repeats):
     fn()                                            # warm-up
     ts = []
@@ -78,6 +86,8 @@ def worker(name, cfg, batches, repeats):
     torch.manual_seed(0)
     bf16 = name.endswith('_bf16')                   # bf16 autocast (ours: learn.to_bf16(); floor: torch.autocast)
     name = name.removesuffix('_bf16')
+    cache = not name.endswith('_items')             # ours_*_items: the per-item DataLoader instead of CachedDL
+    name = name.removesuffix('_items')
     amp = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if bf16 else nullcontext
     bs, n = cfg['bs'], cfg['bs'] * batches
     res = {}
@@ -89,10 +99,10 @@ def worker(name, cfg, batches, repeats):
 
     if name in ('ours_l1', 'ours_gan'):
         from colourgan_fastai import colour_learner, GANColourizer
-        learn = colour_learner(_ours_dls(cfg, _files(cfg, n)), arch=_G(cfg))
+        learn = colour_learner(_ours_dls(cfg, _files(cfg, n), cache=cache), arch=_G(cfg))
         if name == 'ours_gan': learn.add_cb(GANColourizer())
         if bf16: learn.to_bf16()
-        ts = _timed(lambda: fit_one(learn), repeats); res['img_s'] = n / statistics.median(ts)
+        res['img_s'], res['runs'] = _rate(n, _timed(lambda: fit_one(learn), repeats))
     elif name in ('tutorial_l1', 'tutorial_gan'):
         from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
         dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs)
@@ -102,12 +112,11 @@ def worker(name, cfg, batches, repeats):
         else:
             opt = torch.optim.Adam(G.parameters(), 1e-4); crit = torch.nn.L1Loss()
             fn = lambda: tutorial_pretrain_epoch(G, dl, opt, crit, batches)
-        ts = _timed(fn, repeats); res['img_s'] = n / statistics.median(ts)
+        res['img_s'], res['runs'] = _rate(n, _timed(fn, repeats))
     elif name == 'fastai_gan':
         from peers import fastai_gan_learner
         learn = fastai_gan_learner(_ours_dls(cfg, _files(cfg, n)), _G(cfg, fast=False), _D(cfg, n_in=2, fast=False))
-        ts = _timed(lambda: fit_one(learn), repeats)
-        res['img_s'] = (n / 2) / statistics.median(ts)           # per G+D update pair: two batches
+        res['img_s'], res['runs'] = _rate(n / 2, _timed(lambda: fit_one(learn), repeats))   # per G+D pair: 2 batches
     elif name.startswith('floor_'):
         from peers import floor_gan_steps, floor_l1_step
         dls = _ours_dls(cfg, _files(cfg, n))
@@ -119,16 +128,16 @@ def worker(name, cfg, batches, repeats):
         def fn():
             for L, ab in batches_mem:
                 with amp(): step(L, ab)
-        ts = _timed(fn, repeats); res['img_s'] = len(batches_mem) * bs / statistics.median(ts)
-    elif name in ('data_ours', 'data_ours_items'):
-        dls = _ours_dls(cfg, _files(cfg, n), cache=name == 'data_ours')
-        if name == 'data_ours':                     # the one-off cost: decode + Lab-convert every image once
+        res['img_s'], res['runs'] = _rate(len(batches_mem) * bs, _timed(fn, repeats))
+    elif name == 'data_ours':                       # data_ours_items (cache False): the per-item DataLoader
+        dls = _ours_dls(cfg, _files(cfg, n), cache=cache)
+        if cache:                                   # the one-off cost: decode + Lab-convert every image once
             t = time.perf_counter(); dls.train.build_cache(); res['cache_ms_per_img'] = (time.perf_counter() - t) / n * 1e3
-        ts = _timed(lambda: [b for b in dls.train], repeats); res['batches_s'] = len(dls.train) / statistics.median(ts)
+        res['batches_s'], res['runs'] = _rate(len(dls.train), _timed(lambda: [b for b in dls.train], repeats))
     elif name == 'data_tutorial':
         from peers import tutorial_dataloader
         dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs, n_workers=0)
-        ts = _timed(lambda: [b for b in dl], repeats); res['batches_s'] = len(dl) / statistics.median(ts)
+        res['batches_s'], res['runs'] = _rate(len(dl), _timed(lambda: [b for b in dl], repeats))
     elif name == 'flops':
         from torch.utils.flop_counter import FlopCounterMode
         from peers import floor_gan_steps
@@ -139,17 +148,17 @@ def worker(name, cfg, batches, repeats):
         flops = fc.get_total_flops()
         ts = _timed(lambda: step(L, ab), repeats)
         a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
-        mm = _timed(lambda: a @ b, max(repeats, 5))
+        mm = _timed(lambda: a @ b, max(repeats, 10))             # the peak: the best of 10 large matmuls
         res.update(step_gflop=flops / 1e9, achieved_gflops=flops / statistics.median(ts) / 1e9,
-                   peak_gflops=2 * 2048 ** 3 / statistics.median(mm) / 1e9)
+                   peak_gflops=2 * 2048 ** 3 / min(mm) / 1e9)
         res['utilisation'] = res['achieved_gflops'] / res['peak_gflops']
         def step_bf16():
             with torch.autocast('cpu', dtype=torch.bfloat16): step(L, ab)
         ts16 = _timed(step_bf16, repeats)
         a16, b16 = a.bfloat16(), b.bfloat16()
-        mm16 = _timed(lambda: a16 @ b16, max(repeats, 5))
+        mm16 = _timed(lambda: a16 @ b16, max(repeats, 10))
         res.update(achieved_gflops_bf16=flops / statistics.median(ts16) / 1e9,
-                   peak_gflops_bf16=2 * 2048 ** 3 / statistics.median(mm16) / 1e9)
+                   peak_gflops_bf16=2 * 2048 ** 3 / min(mm16) / 1e9)
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CPU]) as prof: step(L, ab)
         res['top_ops'] = [(e.key, round(e.self_cpu_time_total / 1e3, 1)) for e in
@@ -179,6 +188,16 @@ def run_one(name, cfg_name, batches, repeats):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _merge(prev, new):
+    "Pool the runs of several rounds: the rate is the median of all runs, peak RSS the largest."
+    if prev is None: return new
+    key = 'img_s' if 'img_s' in new else 'batches_s'
+    prev['runs'] = prev['runs'] + new['runs']
+    prev[key] = statistics.median(prev['runs'])
+    prev['maxrss_mb'] = max(prev['maxrss_mb'], new['maxrss_mb'])
+    return prev
+
+
 def table(results):
     lines = []
     for cfg_name, r in results.items():
@@ -203,6 +222,11 @@ def table(results):
                      f"{ratio('ours_gan_bf16', 'tutorial_gan')}; ours bf16 / ours fp32: L1 {ratio('ours_l1_bf16', 'ours_l1')}, "
                      f"GAN {ratio('ours_gan_bf16', 'ours_gan')}; ours bf16 / bf16 floor: L1 "
                      f"{ratio('ours_l1_bf16', 'floor_l1_cl_bf16')}, GAN {ratio('ours_gan_bf16', 'floor_gan_cl_bf16')}")
+        if 'ours_l1_items' in r:
+            lines.append(f"CachedDL before/after (ours fp32, per-item DataLoader -> CachedDL): L1 "
+                         f"{r['ours_l1_items']['img_s']:.1f} -> {r['ours_l1']['img_s']:.1f} img/s "
+                         f"({ratio('ours_l1', 'ours_l1_items')}), GAN {r['ours_gan_items']['img_s']:.1f} -> "
+                         f"{r['ours_gan']['img_s']:.1f} img/s ({ratio('ours_gan', 'ours_gan_items')})")
         if 'data_ours' in r and 'data_tutorial' in r:
             d, t = r['data_ours']['batches_s'], r['data_tutorial']['batches_s']
             di = r['data_ours_items']['batches_s'] if 'data_ours_items' in r else float('nan')
@@ -233,6 +257,8 @@ def main(argv=None):
     p.add_argument('--only', nargs='*', help='measure only these names')
     p.add_argument('--json', help='also write the raw results here')
     p.add_argument('--workers', type=int, default=0, help="DataLoader workers for ours (the library's default is 0)")
+    p.add_argument('--rounds', type=int, help='measure every name this many times, interleaved, and take the median '
+                   'of all runs: slow drift of a shared machine then hits every row alike (default 2; 1 with --quick)')
     a = p.parse_args(argv)
     if a.worker:
         print(json.dumps(worker(a.worker, CFGS[a.cfg], a.batches, a.repeats))); return
@@ -240,17 +266,24 @@ def main(argv=None):
     import torch, platform
     cfgs = ['cifar'] if (a.quick or a.tiny) else ['cifar', 'mnv2']
     batches = a.batches or (2 if a.tiny else 3 if a.quick else 10)
-    repeats = a.repeats or (1 if a.tiny else 5)
-    names = a.only or TRAIN + OTHER
+    quick = a.quick or a.tiny
+    rounds = a.rounds or (1 if quick else 2)
+    repeats = a.repeats or (1 if a.tiny else 5 if quick else 3)
+    names = a.only or TRAIN + OTHER + ([] if quick else BEFORE_AFTER)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {a.workers} DataLoader workers for ours; {batches} batches per run, median of {repeats} runs after a warm-up")
+          f"{torch.get_num_threads()} threads, {a.workers} DataLoader workers for ours; {batches} batches per run, "
+          f"{rounds} interleaved round(s) of {repeats} runs after a warm-up, median of all runs")
     results = {}
     for cfg_name in cfgs:
         results[cfg_name] = {}
-        for name in names:
-            b = max(2, batches // 2) if cfg_name == 'mnv2' else batches
-            results[cfg_name][name] = run_one(name, cfg_name, b, repeats)
-            print(f"  {cfg_name:5s} {name:14s} {results[cfg_name][name]}", flush=True)
+        for rnd in range(rounds):
+            for name in names:
+                if rnd and name in ('flops', 'infer'): continue          # not throughput rows: measured once
+                b = max(2, batches // 2) if cfg_name == 'mnv2' else batches
+                r = run_one(name, cfg_name, b, repeats)
+                results[cfg_name][name] = _merge(results[cfg_name].get(name), r)
+                print(f"  {cfg_name:5s} {name:18s} round {rnd + 1}: "
+                      f"{ {k: v for k, v in r.items() if k != 'runs'} }", flush=True)
     print(table(results))
     if a.json: Path(a.json).write_text(json.dumps(results, indent=1))
     return results

@@ -59,14 +59,15 @@ def _dls_for(a):
         return stl10_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed)
     if a.dataset == 'imagenette':
         from .data import imagenette_dls
-        return imagenette_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed)
+        return imagenette_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed, cache=a.cache)
     if not a.data: raise ValueError("--dataset folder needs --data (a folder of images)")
-    return colour_dls(a.data, size=a.size or 64, bs=a.bs or 32, valid=a.valid, seed=a.seed, n_train=a.n_train)
+    return colour_dls(a.data, size=a.size or 64, bs=a.bs or 32, valid=a.valid, seed=a.seed, n_train=a.n_train,
+                      cache=a.cache)
 
 
 def cmd_train(a):
     from fastai.torch_core import set_seed
-    from . import colour_learner, colour_metrics
+    from . import colour_learner, colour_metrics, CachedDL
     from .recipe import train_l1_then_gan
     out = Path(a.out)
     if out.with_suffix('.pkl').exists() and not a.overwrite:
@@ -75,11 +76,16 @@ def cmd_train(a):
     dls = _dls_for(a)
     learn = colour_learner(dls, arch=a.arch, pretrained=not a.no_pretrained, weights=a.encoder_weights,
                            metrics=colour_metrics())
+    if a.bf16: learn.to_bf16()
     learn.path = out.parent.absolute(); learn.model_dir = '.'
+    print(f"train: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images, "
+          f"{'batched from memory (CachedDL)' if isinstance(dls.train, CachedDL) else 'decoded per item'}, "
+          f"{'bf16 mixed precision' if a.bf16 else 'fp32'}")
     train_l1_then_gan(learn, a.epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1,
                       after_l1=lambda l: l.save(out.name + '_unet'))
     learn.save(out.name)
     learn.remove_cb(learn.gan_colourizer)
+    learn.to_fp32()                                 # the exported generator is a plain fp32 model
     learn.export(out.with_suffix('.pkl').name)
     print(f"saved {out}_unet.pth (U-Net only), {out}.pth (with D, for resuming) and {out.with_suffix('.pkl')} (for colourize)")
     return 0
@@ -134,6 +140,10 @@ def build_parser():
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')
+    t.add_argument('--bf16', action='store_true', help='bf16 mixed precision: on a GPU, or a CPU with bf16 units '
+                   '(AVX512-BF16/AMX), about 1.5-2x faster (bench/RESULTS.md)')
+    t.add_argument('--cache', action='store_true', help='folder/imagenette: decode and Lab-convert every image once and '
+                   'batch from memory (centre crops at --size; cifar10 and stl10 always do)')
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser('colourize', help='colourise image files or folders with an exported model')

@@ -17,7 +17,7 @@ def test_demo_writes_the_picture_metrics_and_model(tmp_path, capsys):
     assert Image.open(out).size[0] > 100 and model.stat().st_size > 100_000
 
 
-def test_train_on_a_folder_saves_all_three_files(tmp_path):
+def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     data = tmp_path / 'imgs'; data.mkdir()
     rng = np.random.RandomState(0)
     for i in range(12): Image.fromarray(rng.randint(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / f'{i}.png')
@@ -26,7 +26,14 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path):
             '--epochs', '1', '--gan-epochs', '1', '--size', '32', '--bs', '4', '--out', str(stem)]
     assert main(args) == 0
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
+    assert 'decoded per item, fp32' in capsys.readouterr().out
     assert main(args) != 0                                   # never overwrites without --overwrite
+    assert main(args + ['--overwrite', '--bf16', '--cache']) == 0
+    assert 'batched from memory (CachedDL), bf16 mixed precision' in capsys.readouterr().out
+    from fastai.learner import load_learner
+    from fastai.callback.fp16 import MixedPrecision
+    learn = load_learner(tmp_path / 'out' / 'm.pkl')
+    assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)      # exported as a plain fp32 model
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):
