@@ -1,8 +1,9 @@
 """Mixed precision on the device the model is on, CPU included.
 
 fastai's `MixedPrecision` always autocasts for CUDA, so on a CPU `learn.to_bf16()` silently trains in fp32.
-CPUs with bf16 units (AVX512-BF16, AMX) run convolutions about 1.6-2.7x faster in bf16 (bench/RESULTS.md), so
-`ColourLearner.to_bf16()` adds this `MixedPrecision`, which autocasts where the model lives. bf16 has fp32's
+On CPUs with bf16 units (AVX512-BF16, AMX) GAN training runs 1.5-1.7x faster in bf16 with the same held-out
+quality (bench/RESULTS.md), so `ColourLearner.to_bf16()` adds this `MixedPrecision`, which autocasts where the
+model lives. Without bf16 units the CPU emulates bf16 and is slower: measure first. bf16 has fp32's
 range, so no loss scaling; fp16 stays GPU-only (it needs a GradScaler and CPU kernels gain nothing from it).
 """
 import torch
