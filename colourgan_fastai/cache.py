@@ -7,7 +7,9 @@ item pipeline in its *validation* form (the centre crop of `Resize`, no flip) an
 (`IntToFloatTensor`, `LabSplit`), and keeps the resulting (L, ab) tensors in memory. A batch is then one gather
 of rows, plus — on the training set — a random horizontal flip of each image (flipping commutes with the per-pixel
 Lab conversion, so this equals flip-then-convert). Types, `decode`, `show_batch`, `show_results`, `test_dl` and
-`learn.export` work as with any `TfmdDL`; the cache is never pickled.
+`learn.export` work as with any `TfmdDL`; the cache is never pickled. The batches come from `create_batches`, so
+fastai's `DistributedDL` (`learn.distrib_ctx`) shards them like any other; they are marked as converted, and the
+batch pipeline passes them through instead of converting them twice.
 
 Memory: 12 bytes per pixel (float32 L and ab): 12 KB per 32 px image (0.6 GB for all 50,000 CIFAR-10 images),
 110 KB per 96 px image. Random crops of larger images are not reproduced (each image keeps its centre crop),
@@ -15,8 +17,9 @@ so the cache is for data sets whose images already have the training size; other
 """
 import torch
 from fastai.data.core import TfmdDL
-from fastai.data.load import fa_collate
+from fasttransform import Pipeline
 from fastai.torch_core import to_device
+from fastai.data.load import fa_collate
 from fastai.vision.augment import Resize, FlipItem
 from fastai.vision.core import ToTensor
 from fastai.data.transforms import IntToFloatTensor
@@ -37,13 +40,24 @@ def _check_cacheable(dl):
                              f"{', '.join(bad)}: use cache=False for other augmentations")
 
 
+class _Converted(tuple):
+    "A batch already in its final form: the batch pipeline passes it through (see `_PassConverted`)."
+
+
+class _PassConverted(Pipeline):
+    "The DataLoader's batch pipeline, except that batches served from the cache (already converted) pass as they are."
+    def __call__(self, o): return tuple(o) if isinstance(o, _Converted) else super().__call__(o)
+
+
 class CachedDL(TfmdDL):
     "A `TfmdDL` whose batches come from (L, ab) tensors computed once (see the module docstring)."
     chunk = 512                                      # items converted per step while building the cache
 
     def __init__(self, dataset=None, **kwargs):
         kwargs['num_workers'] = 0                    # batches are one gather: worker processes only add overhead
+        kwargs['pin_memory'] = False                 # pinning would rebuild the batch tuple and lose its marker
         super().__init__(dataset, **kwargs)
+        self.after_batch.__class__ = _PassConverted  # encodes and decodes unchanged for every other batch
         self._cache = None
 
     def new(self, dataset=None, cls=None, **kwargs):
@@ -80,11 +94,18 @@ class CachedDL(TfmdDL):
         return self
 
     def __iter__(self):
-        if self._cache is None: self.build_cache()
-        types, tensors = self._cache
+        "fastai's `DataLoader.__iter__` minus the detour through torch's DataLoader (no workers, nothing to pin)."
         self.randomize()
         self.before_iter()
-        idxs = torch.as_tensor(list(self.get_idxs()), dtype=torch.long)
+        for b in self.create_batches(self.get_idxs()): yield self.after_batch(to_device(b, self.device))
+        self.after_iter()
+
+    def create_batches(self, samps):
+        """Batches of the sampled indices (fastai's `DataLoader.__iter__` and `DistributedDL` call this): one gather
+        per tensor and a per-image random flip, returned as already-converted batches."""
+        if self._cache is None: self.build_cache()
+        types, tensors = self._cache
+        idxs = torch.as_tensor(list(samps), dtype=torch.long)
         g = torch.Generator().manual_seed(self.rng.getrandbits(63))
         flips, bs = self.flips, self.bs
         for s in range(0, len(idxs), bs):
@@ -94,5 +115,4 @@ class CachedDL(TfmdDL):
             if flips:
                 m = torch.rand(len(ix), generator=g) < 0.5
                 for t in b: t[m] = t[m].flip(-1)
-            yield to_device(tuple(typ(t) for typ, t in zip(types, b)), self.device)
-        self.after_iter()
+            yield _Converted(typ(t) for typ, t in zip(types, b))

@@ -88,5 +88,23 @@ def test_show_batch_and_test_dl_work_on_cached_loaders(folder):
     assert isinstance(tdl, CachedDL) and L_.shape == (5, 1, 16, 16) and ab.shape == (5, 2, 16, 16)
 
 
+def test_fastai_distributed_loader_serves_the_cached_batches(folder, monkeypatch):
+    "DistributedDL (learn.distrib_ctx) calls create_batches of the wrapped loader: shards come from the cache."
+    from fastai.distributed import DistributedDL
+    monkeypatch.setattr(DistributedDL, '_broadcast', lambda self, t, rank: t)        # no process group here
+    dls = _dls(folder, True)
+    L_all = dls.train.build_cache()._cache[1][0]
+    stored = {img.numpy().tobytes() for img in L_all} | {img.flip(-1).numpy().tobytes() for img in L_all}
+    dls.train.do_item = lambda s: pytest.fail("the per-item path was used")              # only the cache may serve
+    seen = []
+    for rank in (0, 1):
+        ddl = DistributedDL(dls.train, rank=rank, world_size=2)
+        for L_, ab in ddl:
+            assert L_.shape[1:] == (1, 16, 16) and ab.shape[1:] == (2, 16, 16)
+            assert L_.min() >= -1 and L_.max() <= 1 and L_.std() > 0.1      # Lab-normalised once, not divided again
+            seen += [img.numpy().tobytes() for img in L_]
+    assert set(seen) <= stored and len(seen) == len(dls.train) * 8
+
+
 def test_empty_training_list_is_a_clear_error():
     with pytest.raises(ValueError, match='no training images'): _dls_from_lists([], [1], 16, 4, cache=True)
