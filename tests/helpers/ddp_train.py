@@ -12,7 +12,7 @@ from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer
 
 out = sys.argv[1]
 set_seed(0)                                   # same initial G on every rank (DDP also broadcasts it)
-dls = sample_photos_dls(size=32, n=80, bs=8)
+dls = sample_photos_dls(size=32, n=80, bs=8, cache=True)   # CachedDL, as cifar10_dls/stl10_dls give by default
 learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
 learn.add_cb(GANColourizer())
 with learn.distrib_ctx(cpu=True, sync_bn=False):
