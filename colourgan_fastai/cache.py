@@ -69,9 +69,10 @@ class CachedDL(TfmdDL):
         return {**self.__dict__, '_cache': None}
 
     @property
-    def flips(self) -> bool:
-        "Random horizontal flips happen on the training set when the item pipeline has a `FlipItem`."
-        return getattr(self.dataset, 'split_idx', None) == 0 and any(isinstance(t, FlipItem) for t in self.after_item.fs)
+    def flip_p(self) -> float:
+        "Probability of a horizontal flip: the item pipeline's `FlipItem(p)` on the training set, else 0."
+        if getattr(self.dataset, 'split_idx', None) != 0: return 0.
+        return next((float(t.p) for t in self.after_item.fs if isinstance(t, FlipItem)), 0.)
 
     def build_cache(self):
         "Decode every item once (centre crop, no flip), convert to (L, ab) with the batch pipeline, keep it."
@@ -107,12 +108,12 @@ class CachedDL(TfmdDL):
         types, tensors = self._cache
         idxs = torch.as_tensor(list(samps), dtype=torch.long)
         g = torch.Generator().manual_seed(self.rng.getrandbits(63))
-        flips, bs = self.flips, self.bs
+        p, bs = self.flip_p, self.bs
         for s in range(0, len(idxs), bs):
             ix = idxs[s:s + bs]
             if self.drop_last and len(ix) < bs: break
             b = [t.index_select(0, ix) for t in tensors]
-            if flips:
-                m = torch.rand(len(ix), generator=g) < 0.5
+            if p > 0:
+                m = torch.rand(len(ix), generator=g) < p
                 for t in b: t[m] = t[m].flip(-1)
             yield _Converted(typ(t) for typ, t in zip(types, b))

@@ -56,6 +56,17 @@ def test_training_epoch_covers_every_image_once_with_random_flips(folder):
     assert torch.equal(valid_L, dls.valid._cache[1][0])                              # never flipped
 
 
+def test_flip_probability_follows_the_item_pipeline(folder):
+    from fastai.vision.all import FlipItem, get_image_files, RandomSplitter
+    db = colour_datablock(splitter=RandomSplitter(seed=0), size=16, flip=False)
+    db.item_tfms.append(FlipItem(p=1.))
+    dls = db.dataloaders(get_image_files(folder), bs=8, dl_type=CachedDL)
+    L_all = dls.train.build_cache()._cache[1][0]
+    mirrored = {img.flip(-1).numpy().tobytes() for img in L_all}
+    assert dls.train.flip_p == 1. and dls.valid.flip_p == 0.
+    assert all(img.numpy().tobytes() in mirrored for L_, _ in dls.train for img in L_)    # p=1: every image
+
+
 def test_random_augmentations_are_refused_not_frozen(folder):
     from fastai.vision.all import RandomResizedCrop, get_image_files, RandomSplitter
     db = colour_datablock(splitter=RandomSplitter(seed=0), size=16)
