@@ -43,7 +43,7 @@ class GANColourizer(Callback):
     order = 20                          # before Recorder (50): its loss columns are in place when Recorder reads them
     _stateattrs = ('disc', 'disc_opt', 'disc_scaler', '_hooks', '_sums')
     disc = disc_opt = disc_scaler = _sums = _avgs = None     # also what an exported (unpickled) callback has
-    _count, _amp_dtype, _ddp = 0, None, False
+    _count, _amp, _ddp = 0, None, False
 
     def __init__(self, lambda_l1=100., d_lr=2e-4, betas=(0.5, 0.999), label_smoothing=0., d_warmup_batches=0,
                  disc=None, spectral=False):
@@ -127,11 +127,10 @@ class GANColourizer(Callback):
         self._add_metrics()
         G = get_model(self.learn.model)
         self.disc.to(next(G.parameters()).device)
-        mp = getattr(self.learn, 'mixed_precision', None)
-        self._amp_dtype = None
-        if mp is not None:
-            self._amp_dtype = torch.bfloat16 if str(getattr(mp.amp_mode, 'value', mp.amp_mode)) == 'bf16' else torch.float16
-        fp16 = self._amp_dtype == torch.float16
+        # The autocast G runs under, as MixedPrecision (order 10, so already set up) built it: D copies it.
+        ac = getattr(getattr(self.learn, 'mixed_precision', None), 'autocast', None)
+        self._amp = None if ac is None else (ac.device, ac.fast_dtype)
+        fp16 = self._amp is not None and self._amp[1] == torch.float16
         if fp16 and self.disc_scaler is None: self.disc_scaler = torch.amp.GradScaler('cuda')
         if not fp16: self.disc_scaler = None
         # Several processes (DDP): every D starts from rank 0's and takes the same averaged step.
@@ -146,12 +145,10 @@ class GANColourizer(Callback):
     def before_train(self): self._reset_sums()
 
     def _autocast(self, device):
-        """D runs in the precision G runs in: under our `MixedPrecision` (ColourLearner.to_bf16) on any device,
-        under fastai's own only on CUDA (it leaves a CPU model in fp32)."""
-        mp = getattr(self.learn, 'mixed_precision', None)
-        if self._amp_dtype is None or (device.type != 'cuda' and getattr(mp, 'device_type', 'cuda') != device.type):
-            return torch.autocast(device.type, enabled=False)
-        return torch.autocast(device.type, dtype=self._amp_dtype)
+        """D runs in the precision G runs in: G's autocast, where it applies to this device (fastai's own
+        MixedPrecision autocasts for CUDA only, so under it a CPU model and its D stay fp32)."""
+        if self._amp is None or self._amp[0] != device.type: return torch.autocast(device.type, enabled=False)
+        return torch.autocast(device.type, dtype=self._amp[1])
 
     def _d_in(self, L_, ab): return torch.cat([as_plain(L_), as_plain(ab).to(L_.dtype)], 1)
 

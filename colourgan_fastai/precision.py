@@ -23,13 +23,12 @@ def autocast_device(learn) -> torch.device:
 class MixedPrecision(_CudaMixedPrecision):
     "fastai's `MixedPrecision`, autocasting on the model's device: bf16 on CPU works, fp16 on CPU is refused."
     def before_fit(self):
-        self.device_type = autocast_device(self.learn).type
-        if self.device_type == 'cuda': return super().before_fit()
+        dev = autocast_device(self.learn).type
+        if dev == 'cuda': return super().before_fit()
         if AMPMode(self.amp_mode) != AMPMode.BF16:
-            raise ValueError(f"fp16 mixed precision needs a GPU (the model is on {self.device_type}); "
-                             f"use learn.to_bf16() on a CPU")
-        self.autocast = torch.autocast(self.device_type, dtype=torch.bfloat16)
-        self.learn.scaler, self.scales = torch.amp.GradScaler(self.device_type, enabled=False), L()
+            raise ValueError(f"fp16 mixed precision needs a GPU (the model is on {dev}); use learn.to_bf16() on a CPU")
+        self.autocast = torch.autocast(dev, dtype=torch.bfloat16)
+        self.learn.scaler, self.scales = torch.amp.GradScaler(dev, enabled=False), L()
 
 
 class ColourLearner(Learner):
