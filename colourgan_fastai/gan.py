@@ -2,36 +2,35 @@
 
 The generator stays `learn.model`, trained by `learn.opt` (fastai's, untouched), so `fit_one_cycle`, `lr_find`,
 `show_results`, `save/load` and `export` work as for any Learner. The callback owns the conditional
-discriminator `disc` and its *own* optimiser `disc_opt`:
+discriminator `disc` and its *own* optimiser `disc_opt`, created once, at the first `before_fit` (or when
+`learn.load` brings a saved D), and kept across attach/detach, so `fit(..., cbs=gan)` twice continues D's Adam:
 
   after_pred  (training batches): D step on (L, ab_real) vs (L, ab_fake.detach()) with D's own zero_grad,
               backward and step (and its own GradScaler under fp16): G is untouched.
   after_loss  (training batches): the Learner's loss (L1 on ab) becomes BCE(D(L, ab_fake), real) + lambda * L1,
               with D's parameters frozen for that graph, so G's backward and step never touch D.
-  validation: untouched, so `valid_loss` stays the plain L1 of the U-Net phase.
+  validation: untouched (`run_valid = False`), so `valid_loss` stays the plain L1 of the U-Net phase.
 
-D (and its optimiser state) rides along in the model's state dict under `gan_colourizer.*`, so `learn.save`
-writes it into the same file, `learn.load` restores it, and `lr_find` (which saves and reloads) leaves both nets
-as it found them. It is never pickled, so `learn.export` writes the generator only (a Learner exported with the
-callback attached carries an inert one; remove the callback before exporting to leave no trace).
+D, its optimiser state and the batch counter go into the files `ColourLearner.save` writes (`saved_state`), and
+`learn.load` restores them (`load_saved_state`), so `lr_find` leaves both nets as it found them and a run resumes
+exactly. Nothing of D lives in G: `copy.deepcopy(learn.model)` and `torch.save(learn.model)` copy G alone, and
+`learn.export` writes the generator only (Stateful: D is never pickled).
 """
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from fastai.callback.core import Callback, CancelBatchException
-from fastai.learner import ValueMetric
+from fastai.callback.fp16 import MixedPrecision
 from fastai.torch_core import get_model
+from fastcore.basics import store_attr
 
-from .models import PatchDiscriminator, check_colouriser, as_plain
+from .models import PatchDiscriminator, check_colourizer, as_plain
+from .metrics import TrainLossColumn
 from .distributed import is_distributed, broadcast_module, all_reduce_grads
 
-__all__ = ['GANColourizer', 'STATE_KEY']
+__all__ = ['GANColourizer']
 
-STATE_KEY = 'gan_colourizer'
 LOSS_NAMES = ('loss_D', 'loss_G_GAN', 'loss_G_L1')
-
 
 
 class GANColourizer(Callback):
@@ -40,10 +39,9 @@ class GANColourizer(Callback):
     to the image size. `d_lr`, `betas`: D's Adam. `label_smoothing`: D's real target is 1 - label_smoothing.
     `d_warmup_batches`: that many first training batches train only D on the pretrained G (NoGAN-style).
     `spectral`: spectral norm in the default D."""
-    order = 20                          # before Recorder (50): its loss columns are in place when Recorder reads them
-    _stateattrs = ('disc', 'disc_opt', 'disc_scaler', '_hooks', '_sums')
-    disc = disc_opt = disc_scaler = _sums = _avgs = None     # also what an exported (unpickled) callback has
-    _count, _amp, _ddp = 0, None, False
+    order, run_valid = 20, False        # before Recorder (50): its loss columns are in place when Recorder reads them
+    _stateattrs = ('disc', 'disc_opt', 'disc_scaler')       # never pickled (learn.export)
+    disc = disc_opt = disc_scaler = None
 
     def __init__(self, lambda_l1=100., d_lr=2e-4, betas=(0.5, 0.999), label_smoothing=0., d_warmup_batches=0,
                  disc=None, spectral=False):
@@ -52,83 +50,57 @@ class GANColourizer(Callback):
         if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if d_warmup_batches < 0: raise ValueError(f"d_warmup_batches must be >= 0, got {d_warmup_batches}")
         if disc is not None and not isinstance(disc, nn.Module): raise TypeError("disc must be an nn.Module")
-        self.lambda_l1, self.d_lr, self.betas = float(lambda_l1), d_lr, tuple(betas)
-        self.label_smoothing, self.d_warmup_batches, self.spectral = label_smoothing, d_warmup_batches, spectral
-        self.disc, self.n_batches, self._hooks = disc, 0, []
-        self._reset_sums()
+        super().__init__()
+        lambda_l1, betas = float(lambda_l1), tuple(betas)
+        store_attr('lambda_l1,d_lr,betas,label_smoothing,d_warmup_batches,spectral')
+        self.disc, self.n_batches, self._amp, self._ddp = disc, 0, None, False
+        self.columns = [TrainLossColumn(n) for n in LOSS_NAMES]
 
-    # ------------------------------------------------------------------ attaching to a Learner
-    @property
-    def learn(self): return self.__dict__.get('_learn')
+    def _init_state(self):
+        super()._init_state()
+        self.disc = self.disc_opt = self.disc_scaler = None
 
-    @learn.setter
-    def learn(self, learn):
-        if learn is self.learn: return
-        self._detach()
-        self.__dict__['_learn'] = learn
-        if learn is not None: self._attach()
+    # ------------------------------------------------------------------ D, built once
+    def _generator(self): return get_model(self.learn.model)
 
-    def _attach(self):
-        G = get_model(self.learn.model)
-        size = getattr(G, 'img_size', None) or tuple(self.learn.dls.one_batch()[0].shape[-2:])
-        check_colouriser(G, size)
-        if self.disc is None: self.disc = PatchDiscriminator(3, img_size=size, spectral=self.spectral)
-        self.disc.to(next(G.parameters()).device)
-        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.d_lr, betas=self.betas)
-        # partials, not bound methods: torch tags public hooks with an attribute
-        self._hooks = [G.register_state_dict_post_hook(partial(GANColourizer._state_dict_hook, self)),
-                       G.register_load_state_dict_pre_hook(partial(GANColourizer._load_state_dict_hook, self))]
+    def build_disc(self):
+        "Create D (fitted to G's image size) and its Adam where they do not exist yet; move D to G's device."
+        G = self._generator()
+        device = next(G.parameters()).device
+        if self.disc is None:
+            size = getattr(G, 'img_size', None) or tuple(self.learn.dls.one_batch()[0].shape[-2:])
+            check_colourizer(G, size)
+            self.disc = PatchDiscriminator(3, img_size=size, spectral=self.spectral)
+        self.disc.to(device)
+        if self.disc_opt is None:
+            self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.d_lr, betas=self.betas)
+        return self.disc
 
-    def _detach(self):
-        for h in self._hooks or []: h.remove()
-        self._hooks = []
-        if self.learn is not None:
-            self.learn.metrics = [m for m in self.learn.metrics if getattr(m, '_gan_owner', None) is not self]
+    # ------------------------------------------------------------------ D in the model file (ColourLearner)
+    def saved_state(self, with_opt=True):
+        if self.disc is None: return None
+        s = {'disc': self.disc.state_dict(), 'n_batches': torch.tensor(self.n_batches)}
+        if with_opt and self.disc_opt is not None: s['disc_opt'] = self.disc_opt.state_dict()
+        return s
 
-    # ------------------------------------------------------------------ D in the model file
-    def _state_dict_hook(self, module, state, prefix, local_metadata):
-        if self.disc is None: return
-        for k, v in self.disc.state_dict().items(): state[f'{prefix}{STATE_KEY}.disc.{k}'] = v
-        state[f'{prefix}{STATE_KEY}.disc_opt'] = self.disc_opt.state_dict()
-        state[f'{prefix}{STATE_KEY}.n_batches'] = torch.tensor(self.n_batches)
-
-    def _load_state_dict_hook(self, module, state, prefix, *args):
-        pre = f'{prefix}{STATE_KEY}.'
-        ours = {k[len(pre):]: state.pop(k) for k in [k for k in state if k.startswith(pre)]}
-        if not ours: return                 # e.g. a U-Net-only checkpoint: D stays as it is
-        disc_state = {k[len('disc.'):]: v for k, v in ours.items() if k.startswith('disc.')}
-        res = self.disc.load_state_dict(disc_state, strict=False)
+    def load_saved_state(self, state, learn=None):
+        if learn is not None and self.learn is None: self.learn = learn
+        self.build_disc()
+        res = self.disc.load_state_dict(state['disc'], strict=False)
         if res.missing_keys or res.unexpected_keys:
             raise ValueError(f"the saved discriminator does not fit this GANColourizer's: missing keys "
                              f"{res.missing_keys[:8]}, unexpected keys {res.unexpected_keys[:8]}")
-        if 'disc_opt' in ours: self.disc_opt.load_state_dict(ours['disc_opt'])
-        if 'n_batches' in ours: self.n_batches = int(ours['n_batches'])
-
-    # ------------------------------------------------------------------ recorder columns
-    def _reset_sums(self): self._sums, self._count, self._avgs = None, 0, None
-
-    def _avg(self, i):
-        if not self._count: return None
-        if self._avgs is None: self._avgs = (self._sums / self._count).tolist()   # one sync per epoch
-        return self._avgs[i]
-
-    def _add_metrics(self):
-        if any(getattr(m, '_gan_owner', None) is self for m in self.learn.metrics): return
-        mets = []
-        for i, name in enumerate(LOSS_NAMES):
-            m = ValueMetric(partial(self._avg, i), name)
-            m._gan_owner = self
-            mets.append(m)
-        self.learn.metrics = list(self.learn.metrics) + mets
+        if 'disc_opt' in state: self.disc_opt.load_state_dict(state['disc_opt'])
+        self.n_batches = int(state['n_batches'])
 
     # ------------------------------------------------------------------ training events
     def before_fit(self):
-        if self.disc is None: return        # exported with the Learner: D was not saved, the callback is inert
-        self._add_metrics()
-        G = get_model(self.learn.model)
-        self.disc.to(next(G.parameters()).device)
+        self.build_disc()
+        if hasattr(self.learn, 'remember'): self.learn.remember(self)     # ColourLearner: D goes into learn.save
+        self.learn.metrics = [m for m in self.learn.metrics if m not in self.columns] + self.columns
         # The autocast G runs under, as MixedPrecision (order 10, so already set up) built it: D copies it.
-        ac = getattr(getattr(self.learn, 'mixed_precision', None), 'autocast', None)
+        mp = next((cb for cb in self.learn.cbs if isinstance(cb, MixedPrecision)), None)
+        ac = getattr(mp, 'autocast', None)
         self._amp = None if ac is None else (ac.device, ac.fast_dtype)
         fp16 = self._amp is not None and self._amp[1] == torch.float16
         if fp16 and self.disc_scaler is None: self.disc_scaler = torch.amp.GradScaler('cuda')
@@ -137,12 +109,16 @@ class GANColourizer(Callback):
         self._ddp = is_distributed()
         if self._ddp: broadcast_module(self.disc)
 
+    def after_fit(self):
+        self.learn.metrics = [m for m in self.learn.metrics if m not in self.columns]
+
+    def before_train(self):
+        for c in self.columns: c.reset_epoch()
+
     def after_train(self):
         # D's BatchNorm uses each process's own batch statistics (D always runs in train mode, like DDP without
         # SyncBatchNorm); its running buffers are synced from rank 0 so every process holds the same D.
-        if self._ddp and self.disc is not None: broadcast_module(self.disc, params=False)
-
-    def before_train(self): self._reset_sums()
+        if self._ddp: broadcast_module(self.disc, params=False)
 
     def _autocast(self, device):
         """D runs in the precision G runs in: G's autocast, where it applies to this device (fastai's own
@@ -153,7 +129,6 @@ class GANColourizer(Callback):
     def _d_in(self, L_, ab): return torch.cat([as_plain(L_), as_plain(ab).to(L_.dtype)], 1)
 
     def after_pred(self):
-        if not self.training or self.disc is None: return
         L_, real, fake = self.xb[0], self.yb[0], self.learn.pred.detach()
         smooth = 1. - self.label_smoothing
         with self._autocast(L_.device):
@@ -168,14 +143,13 @@ class GANColourizer(Callback):
             self.disc_scaler.step(self.disc_opt)
             self.disc_scaler.update()
         else: self.disc_opt.step()
-        self._loss_D = loss_D.detach().float()
+        self._loss_D = loss_D.detach()
         self.n_batches += 1
 
     def after_loss(self):
-        if not self.training or self.disc is None: return
-        l1 = self.learn.loss_grad
+        l1 = as_plain(self.learn.loss_grad)
         if self.n_batches <= self.d_warmup_batches:     # D warm-up: no G update at all
-            self._record(torch.zeros_like(self._loss_D), as_plain(l1).detach().float())
+            self._record(torch.zeros_like(self._loss_D), l1)
             raise CancelBatchException()
         L_ = self.xb[0]
         self.disc.requires_grad_(False)         # D is a constant in G's graph: G's backward leaves it alone
@@ -184,14 +158,11 @@ class GANColourizer(Callback):
                 p = self.disc(self._d_in(L_, self.learn.pred))
                 gan = F.binary_cross_entropy_with_logits(p, torch.ones_like(p))
         finally: self.disc.requires_grad_(True)
-        total = gan.float() + self.lambda_l1 * as_plain(l1)
+        total = gan.float() + self.lambda_l1 * l1
         self.learn.loss_grad = total
         self.learn.loss = total.detach().clone()
-        self._record(gan.detach().float(), as_plain(l1).detach().float())
+        self._record(gan, l1)
 
     def _record(self, gan, l1):
-        "Sum the loss parts on the device: no host sync per batch."
         bs = self.xb[0].shape[0]
-        vals = torch.stack([self._loss_D, gan, l1]) * bs
-        self._sums = vals if self._sums is None else self._sums + vals
-        self._count += bs
+        for c, v in zip(self.columns, (self._loss_D, gan, l1)): c.add(v, bs)

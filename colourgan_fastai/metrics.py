@@ -10,7 +10,7 @@ from fastai.learner import Metric
 
 from .lab import decode_lab
 
-__all__ = ['psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions']
+__all__ = ['TrainLossColumn', 'psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions']
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
@@ -51,6 +51,24 @@ def colourfulness(rgb: Tensor) -> Tensor:
     std = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
     mean = (rg.mean(1) ** 2 + yb.mean(1) ** 2).sqrt()
     return std + 0.3 * mean
+
+
+class TrainLossColumn(Metric):
+    """A recorder column for one part of the training loss (e.g. the GAN's `loss_D`), summed over an epoch's
+    training batches by the callback that computes it: `reset_epoch()` before training, `add(value, n)` per batch
+    (kept on the device: one host sync per epoch). The Recorder's own reset/accumulate (validation) leave it alone."""
+    def __init__(self, name): self._name, self.total, self.count = name, None, 0
+    def reset_epoch(self): self.total, self.count = None, 0
+    def add(self, v, n=1):
+        v = v.detach().float() * n
+        self.total = v if self.total is None else self.total + v
+        self.count += n
+    def reset(self): pass
+    def accumulate(self, learn): pass
+    @property
+    def value(self): return float(self.total / self.count) if self.count else None
+    @property
+    def name(self): return self._name
 
 
 class _RGBMetric(Metric):

@@ -131,6 +131,7 @@ def test_recorder_shows_loss_parts_and_validation_stays_plain_L1(tiny_learn):
 def test_d_warmup_trains_only_D_first(tiny_learn):
     gan = GANColourizer(d_warmup_batches=3)
     tiny_learn.add_cb(gan)
+    gan.build_disc()
     g0, d0 = _params(tiny_learn.model), _params(gan.disc)
     moves = []
     class Watch(Callback):
@@ -165,9 +166,9 @@ def test_bad_settings_and_models_are_rejected(tiny_learn, tiny_dls):
     with pytest.raises(ValueError, match='d_lr'): GANColourizer(d_lr=0)
     from fastai.learner import Learner
     three = Learner(tiny_dls, nn.Conv2d(1, 3, 1), loss_func=nn.L1Loss())
-    with pytest.raises(ValueError, match='output 2 channels'): three.add_cb(GANColourizer())
+    with pytest.raises(ValueError, match='output 2 channels'): three.fit(1, cbs=GANColourizer())
     rgb_in = Learner(tiny_dls, nn.Conv2d(3, 2, 1), loss_func=nn.L1Loss())
-    with pytest.raises(ValueError, match='must map L'): rgb_in.add_cb(GANColourizer())
+    with pytest.raises(ValueError, match='must map L'): rgb_in.fit(1, cbs=GANColourizer())
 
 
 def test_bf16_mixed_precision_runs_both_nets_in_bf16_on_cpu(tiny_learn):
@@ -179,6 +180,7 @@ def test_bf16_mixed_precision_runs_both_nets_in_bf16_on_cpu(tiny_learn):
     gan = GANColourizer()
     tiny_learn.to_bf16()
     tiny_learn.add_cb(gan)
+    gan.build_disc()
     conv_G = next(m for m in tiny_learn.model.modules() if isinstance(m, nn.Conv2d))
     conv_D = next(m for m in gan.disc.modules() if isinstance(m, nn.Conv2d))
     hooks = [conv_G.register_forward_hook(probe('G')), conv_D.register_forward_hook(probe('D'))]
@@ -214,7 +216,6 @@ def test_removing_the_callback_detaches_it(tiny_learn):
     tiny_learn.add_cb(gan)
     tiny_learn.fit(1, 1e-3)
     tiny_learn.remove_cb(gan)
-    assert not any('gan_colourizer' in k for k in tiny_learn.model.state_dict())
     assert [m.name for m in tiny_learn.metrics] == []
     tiny_learn.fit(1, 1e-3)
     assert tiny_learn.recorder.metric_names[1:] == ['train_loss', 'valid_loss', 'time']
@@ -228,3 +229,83 @@ def test_fp16_on_gpu_gives_D_its_own_grad_scaler(tiny_dls):
     learn.fit(1, 1e-3)
     assert isinstance(gan.disc_scaler, torch.amp.GradScaler)        # D's own; fastai's scaler serves G alone
     assert all(math.isfinite(v) for v in learn.recorder.values[-1])
+
+
+def test_attaching_does_no_work_and_D_is_built_once_at_the_first_fit(tiny_learn):
+    gan = GANColourizer()
+    tiny_learn.add_cb(gan)
+    assert gan.disc is None and gan.disc_opt is None                    # the setter builds nothing
+    tiny_learn.remove_cb(gan)
+    tiny_learn.fit(1, 1e-3, cbs=gan)
+    d, opt = gan.disc, gan.disc_opt
+    assert d is not None and not hasattr(tiny_learn, 'gan_colourizer')   # fastai detached it after fit
+
+
+def test_fit_with_cbs_twice_keeps_D_and_its_optimiser_and_save_writes_them(tiny_learn, tmp_path):
+    gan = GANColourizer()
+    tiny_learn.fit(1, 1e-3, cbs=gan)
+    d, opt = gan.disc, gan.disc_opt
+    steps = gan.disc_opt.state_dict()['state'][0]['step'].item()
+    tiny_learn.fit(1, 1e-3, cbs=gan)
+    assert gan.disc is d and gan.disc_opt is opt                         # not rebuilt
+    assert gan.disc_opt.state_dict()['state'][0]['step'].item() == 2 * steps == 2 * 4
+    assert gan.n_batches == 8
+    tiny_learn.path = tmp_path
+    tiny_learn.save('after_cbs')                                         # the callback is detached by now
+    saved = torch.load(tmp_path / 'models' / 'after_cbs.pth', weights_only=False)
+    assert saved['callbacks']['gan_colourizer']['n_batches'] == 8
+    assert all(torch.equal(v, saved['callbacks']['gan_colourizer']['disc'][k]) for k, v in _snap(d).items())
+
+
+def test_model_copies_carry_G_alone_with_the_callback_attached(tiny_learn):
+    import io
+    gan = GANColourizer()
+    tiny_learn.add_cb(gan)
+    tiny_learn.fit(1, 1e-3)
+    G2 = copy.deepcopy(tiny_learn.model)
+    refs = [v for v in vars(G2).values() if not isinstance(v, (dict, bool, int, float, str, tuple, type(None)))]
+    assert not any(isinstance(v, (Callback, type(tiny_learn))) for v in refs)
+    assert set(G2.state_dict()) == set(tiny_learn.model.state_dict())
+    assert all(torch.is_tensor(v) for v in tiny_learn.model.state_dict().values())
+    buf = io.BytesIO(); torch.save(tiny_learn.model, buf)
+    g_bytes = sum(p.numel() for p in tiny_learn.model.parameters()) * 4
+    d_bytes = sum(p.numel() for p in gan.disc.parameters()) * 4
+    assert buf.tell() < g_bytes + d_bytes // 4                           # no D, no Learner, no data in it
+    y = G2.eval()(torch.zeros(1, 1, 32, 32))
+    assert y.shape == (1, 2, 32, 32)
+
+
+def test_exported_learner_with_a_new_callback_loads_a_gan_checkpoint_and_restores_D(tiny_learn, tmp_path):
+    from fastai.learner import load_learner
+    tiny_learn.path = tmp_path
+    gan = GANColourizer()
+    tiny_learn.add_cb(gan)
+    tiny_learn.fit(1, 1e-3)
+    tiny_learn.save('gan')
+    tiny_learn.remove_cb(gan)
+    tiny_learn.export(tmp_path / 'g.pkl')
+    learn = load_learner(tmp_path / 'g.pkl')
+    learn.path = tmp_path
+    gan2 = GANColourizer()
+    learn.add_cb(gan2)
+    learn.load('gan')
+    assert gan2.n_batches == gan.n_batches == 4
+    assert all(torch.equal(v, _snap(gan.disc)[k]) for k, v in _snap(gan2.disc).items())
+    assert gan2.disc_opt.state_dict()['state'][0]['step'] == gan.disc_opt.state_dict()['state'][0]['step']
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns_and_names_the_cpu_feature(tiny_learn, monkeypatch):
+    import colourgan_fastai.precision as prec
+    assert prec.cpu_bf16_native(['fpu', 'avx2', 'fma']) is False
+    assert prec.cpu_bf16_native(['avx2', 'avx512f', 'avx512_bf16']) is True
+    assert prec.cpu_bf16_native(['amx_bf16']) is True
+    monkeypatch.setattr(prec, 'cpu_bf16_native', lambda flags=None: False)
+    tiny_learn.to_bf16()
+    with pytest.warns(UserWarning, match='emulated .*AVX512-BF16.*to_fp32'): tiny_learn.fit(1, 1e-3)
+    monkeypatch.setattr(prec, 'cpu_bf16_native', lambda flags=None: True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', UserWarning)
+        tiny_learn.fit(1, 1e-3)                                           # native: no warning
+    from colourgan_fastai.cli import build_parser
+    assert 'AVX512-BF16' in build_parser()._subparsers._group_actions[0].choices['train'].format_help()

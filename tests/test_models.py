@@ -7,7 +7,7 @@ from torch import nn
 
 from colourgan_fastai import (resnet20_cifar, colour_unet, colour_learner, PatchDiscriminator, encoder_body,
                               adapt_first_conv, patch_layers_for, CifarResNet)
-from colourgan_fastai.models import IMAGENET_STATS
+from colourgan_fastai.encoders import IMAGENET_STATS
 
 CIFAR_CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
