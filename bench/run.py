@@ -257,6 +257,8 @@ def main(argv=None):
     p.add_argument('--only', nargs='*', help='measure only these names')
     p.add_argument('--json', help='also write the raw results here')
     p.add_argument('--workers', type=int, default=0, help="DataLoader workers for ours (the library's default is 0)")
+    p.add_argument('--emulated-bf16', action='store_true', help='measure the bf16 rows even on a CPU without bf16 '
+                   'units (AVX512-BF16/AMX), where bf16 is emulated and 10-25x slower; they are skipped otherwise')
     p.add_argument('--rounds', type=int, help='measure every name this many times, interleaved, and take the median '
                    'of all runs: slow drift of a shared machine then hits every row alike (default 2; 1 with --quick)')
     a = p.parse_args(argv)
@@ -270,6 +272,15 @@ def main(argv=None):
     rounds = a.rounds or (1 if quick else 2)
     repeats = a.repeats or (1 if a.tiny else 5 if quick else 3)
     names = a.only or TRAIN + OTHER + ([] if quick else BEFORE_AFTER)
+    from colourgan_fastai import cpu_bf16_native, cpu_description
+    print(f"CPU: {cpu_description()}")
+    if cpu_bf16_native() is False:
+        if a.emulated_bf16: print("bf16 rows are EMULATED on this CPU (no AVX512-BF16/AMX): they show the emulation's cost")
+        else:
+            skipped = [n for n in names if n.endswith('_bf16')]
+            names = [n for n in names if not n.endswith('_bf16')]
+            if skipped: print(f"skipped {', '.join(skipped)}: this CPU has no bf16 units (AVX512-BF16/AMX), so bf16 "
+                              f"would be emulated, 10-25x slower than fp32 (--emulated-bf16 measures them anyway)")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {a.workers} DataLoader workers for ours; {batches} batches per run, "
           f"{rounds} interleaved round(s) of {repeats} runs after a warm-up, median of all runs")

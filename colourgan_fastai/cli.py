@@ -2,9 +2,30 @@
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
-__all__ = ['main']
+__all__ = ['main', 'EXIT_ERROR', 'EXIT_SOME_FAILED']
+
+EXIT_SOME_FAILED = 1    # the run finished, but some input files could not be read (listed)
+EXIT_ERROR = 2          # nothing done, or the run stopped: bad arguments, missing inputs, clashes, unwritable output
+
+
+class _Parser(argparse.ArgumentParser):
+    "argparse, with an error as one line (no usage dump) and EXIT_ERROR."
+    def error(self, message):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
+def _int_at_least(least):
+    def parse(text):
+        try: v = int(text)
+        except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < least: raise argparse.ArgumentTypeError(f"must be at least {least}, got {v}")
+        return v
+    parse.__name__ = f'integer >= {least}'
+    return parse
 
 
 def _fmt(d): return '  '.join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
@@ -91,20 +112,37 @@ def cmd_train(a):
     return 0
 
 
+def _device(name):
+    "A torch device the machine has, or a clear error."
+    import torch
+    try: dev = torch.device(name)
+    except RuntimeError: raise ValueError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no usable CUDA GPU; use --device cpu")
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} GPU(s)")
+    if dev.type not in ('cpu', 'cuda'): raise ValueError(f"--device {name}: only cpu and cuda are supported")
+    return dev
+
+
 def cmd_colourize(a):
-    from .inference import load_colouriser, colourize_folder
-    learn = load_colouriser(a.model, cpu=a.device == 'cpu')
-    if a.device != 'cpu': learn.model.to(a.device)
+    from .inference import load_colourizer, colourize_files, folder_jobs
+    missing = [s for s in a.inputs if not Path(s).exists()]
+    if missing: raise FileNotFoundError(f"input(s) not found: {', '.join(missing)}")
     out = Path(a.output)
-    totals = {'written': 0, 'skipped': 0, 'failed': 0}
+    if out.exists() and not out.is_dir(): raise NotADirectoryError(f"the output {out} is an existing file, not a folder")
+    device = _device(a.device)
+    jobs = []
     for src in map(Path, a.inputs):
-        if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
-        dst = out / src.name if src.is_dir() else out
-        res = colourize_folder(learn, src, dst, a.render_size, a.bs, overwrite=a.overwrite)
-        for k in totals: totals[k] += len(res[k])
-    print(f"colourised {totals['written']} image(s) into {out}; {totals['skipped']} existed already "
-          f"(--overwrite to redo), {totals['failed']} could not be read")
-    return 1 if totals['failed'] else 0
+        jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format)
+    from .inference import plan_outputs
+    plan_outputs(jobs, a.overwrite)                 # every clash and unwritable folder, before the model loads
+    learn = load_colourizer(a.model, cpu=device.type == 'cpu')
+    learn.model.to(device)
+    res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite)
+    print(f"colourised {len(res['written'])} image(s) into {out}; {len(res['skipped'])} existed already "
+          f"(--overwrite to redo), {len(res['failed'])} could not be read")
+    return EXIT_SOME_FAILED if res['failed'] else 0
 
 
 def cmd_export(a):
@@ -115,8 +153,8 @@ def cmd_export(a):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='colourgan', description=__doc__)
-    sub = p.add_subparsers(dest='cmd', required=True)
+    p = _Parser(prog='colourgan', description=__doc__)
+    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     d = sub.add_parser('demo', help='train briefly on the embedded sample photos and write a results picture')
     d.add_argument('--epochs', type=int, default=4); d.add_argument('--gan-epochs', type=int, default=2)
     d.add_argument('--size', type=int, default=64); d.add_argument('--n', type=int, default=1500)
@@ -141,7 +179,8 @@ def build_parser():
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')
     t.add_argument('--bf16', action='store_true', help='bf16 mixed precision: on a GPU, or a CPU with bf16 units '
-                   '(AVX512-BF16/AMX), about 1.5-2x faster (bench/RESULTS.md)')
+                   '(AVX512-BF16 or AMX in /proc/cpuinfo), about 1.5-2x faster (bench/RESULTS.md); on a CPU without '
+                   'them bf16 is emulated, 10-25x SLOWER than fp32, and train warns')
     t.add_argument('--cache', action='store_true', help='folder/imagenette: decode and Lab-convert every image once and '
                    'batch from memory (centre crops at --size; cifar10 and stl10 always do)')
     t.set_defaults(func=cmd_train)
@@ -150,9 +189,14 @@ def build_parser():
     c.add_argument('inputs', nargs='+', metavar='INPUT', help='image files or folders (searched recursively)')
     c.add_argument('-o', '--output', required=True, help='output folder (folders keep their relative paths)')
     c.add_argument('--model', required=True, help='the .pkl written by learn.export / colourgan train')
-    c.add_argument('--render-size', type=int, help='short side at which chroma is predicted (default: training size)')
-    c.add_argument('--device', default='cpu', help='cpu or cuda')
-    c.add_argument('--bs', type=int, default=16); c.add_argument('--overwrite', action='store_true')
+    c.add_argument('--render-size', type=_int_at_least(8),
+                   help='short side at which chroma is predicted (default: training size; at least 8)')
+    c.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    c.add_argument('--bs', type=_int_at_least(1), default=16, help='images per batch (default 16)')
+    c.add_argument('--format', choices=['auto', 'png', 'tiff', 'jpg'], default='auto',
+                   help='auto (default): PNG/TIFF/BMP/PPM inputs keep their format, others (JPEG, GIF, WebP) are '
+                        'written as PNG, so the lightness stays the input\'s; jpg is lossy (L changes slightly)')
+    c.add_argument('--overwrite', action='store_true', help='redo outputs that exist (inputs are never written)')
     c.set_defaults(func=cmd_colourize)
 
     e = sub.add_parser('export', help='export the generator of an exported model to ONNX')
@@ -162,11 +206,18 @@ def build_parser():
 
 
 def main(argv=None):
-    a = build_parser().parse_args(argv)
-    try: return a.func(a)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    try: a = build_parser().parse_args(argv)
+    except SystemExit as e: return e.code
+    try:
+        with warnings.catch_warnings():
+            # fastai's own imports warn about pandas and torch.jit deprecations: not the user's business
+            warnings.filterwarnings('ignore', module=r'(fastai|torch|pandas|fastcore)\.')
+            warnings.filterwarnings('ignore', category=FutureWarning, message=r'.*torch\.jit')
+            warnings.filterwarnings('ignore', message=r".*mode\.chained_assignment")
+            return a.func(a)
+    except (OSError, ValueError) as e:
         print(f"colourgan {a.cmd}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == '__main__': sys.exit(main())

@@ -1,7 +1,7 @@
 """Data: images in, (L, ab) batches out, the fastai way.
 
 Items are RGB images (files, arrays or crops). They are decoded by `PILColour.create`, which turns any
-file (greyscale, palette, RGBA, 16-bit, EXIF-rotated) into 8-bit RGB, resized/cropped and flipped per item,
+file or array into 8-bit RGB by the one rule of `images.py` (the rule `colourize` uses too), resized/cropped and flipped per item,
 collated, and split into Lab by the `LabSplit` *batch* transform, so the conversion runs on the GPU when
 there is one. `LabSplit.decodes` turns (L, ab) back into RGB, so `show_batch`, `show_results` and
 `predict` show colour pictures.
@@ -11,77 +11,16 @@ from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
                                FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter)
 
 from .lab import encode_lab, decode_lab
+from .images import load_rgb, image_array, IMAGE_EXTS
 from .cache import CachedDL
 
-__all__ = ['load_rgb', 'image_array', 'PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
+__all__ = ['PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
            'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
-
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
-
-
-def _to_8bit_rgb_array(arr: np.ndarray) -> np.ndarray:
-    "Any numpy image (H,W) / (H,W,1|3|4), uint8/uint16/float -> (H,W,3) uint8 (alpha composited on white)."
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] > 4: arr = arr.transpose(1, 2, 0)   # CHW
-    if arr.ndim == 2: arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an image array of shape (H, W), (H, W, 1|3|4), got {arr.shape}")
-    if arr.dtype == np.uint8: f = arr.astype(np.float32) / 255
-    elif arr.dtype == np.uint16: f = arr.astype(np.float32) / 65535
-    elif np.issubdtype(arr.dtype, np.floating): f = np.clip(arr.astype(np.float32), 0, 1)
-    elif arr.dtype == bool: f = arr.astype(np.float32)
-    else: f = np.clip(arr.astype(np.float32) / np.iinfo(arr.dtype).max, 0, 1)
-    if f.shape[-1] in (2, 4):                       # grey+alpha or RGBA: composite on white
-        a = f[..., -1:]
-        f = f[..., :-1] * a + (1 - a)
-    if f.shape[-1] == 1: f = np.repeat(f, 3, -1)
-    return (f * 255 + 0.5).astype(np.uint8)
-
-
-def _pil_to_array(im: Image.Image) -> np.ndarray:
-    "PIL image of any mode -> numpy array keeping its full bit depth and alpha."
-    if im.mode == 'P': im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
-    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N'): return np.asarray(im, dtype=np.uint16)
-    if im.mode == 'I':                       # 32-bit int: PNG 16-bit greys often open this way
-        a = np.asarray(im, dtype=np.int64)
-        return np.clip(a, 0, 65535).astype(np.uint16) if a.max() > 255 else a.astype(np.uint8)
-    if im.mode == 'F': return np.asarray(im, dtype=np.float32)
-    if im.mode not in ('L', 'LA', 'RGB', 'RGBA'): im = im.convert('RGBA' if 'A' in im.mode else 'RGB')
-    return np.asarray(im)
-
-
-def open_image(src) -> Image.Image:
-    "Open a path or file object and apply its EXIF orientation (fully loaded, so corrupt files fail here)."
-    im = Image.open(src)
-    im.load()
-    return ImageOps.exif_transpose(im)
-
-
-def _open(src):
-    "path | file | PIL image -> EXIF-oriented PIL image; a numpy array passes through."
-    if isinstance(src, np.ndarray): return src
-    if isinstance(src, Image.Image): return ImageOps.exif_transpose(src)
-    if isinstance(src, (str, Path)) or hasattr(src, 'read'): return open_image(src)
-    raise TypeError(f"expected a path, PIL image or numpy array, got {type(src).__name__}")
-
-
-def image_array(src) -> np.ndarray:
-    "Path | PIL image | array -> numpy array at the image's full bit depth, alpha kept, EXIF applied."
-    x = _open(src)
-    return x if isinstance(x, np.ndarray) else _pil_to_array(x)
-
-
-def load_rgb(src) -> Image.Image:
-    "Path | PIL image | numpy array (grey, palette, RGBA, 16-bit, float) -> 8-bit RGB PIL image."
-    x = _open(src)
-    if isinstance(x, Image.Image) and x.mode == 'RGB': return x          # the common case: no copy
-    return Image.fromarray(_to_8bit_rgb_array(x if isinstance(x, np.ndarray) else _pil_to_array(x)))
-
 
 class PILColour(PILImage):
     "A `PILImage` that reads every image type as 8-bit RGB (see `load_rgb`)."

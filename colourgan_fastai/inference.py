@@ -8,6 +8,7 @@ rows, so memory stays bounded for very large images.
 import os
 import tempfile
 import warnings
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,13 @@ from PIL import Image
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
-from .data import image_array, find_images
+from .data import find_images
+from .images import image_array, array_scale, to_unit_float, n_frames, image_frames
 from .lab import rgb_to_lab, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
-from .models import check_colouriser
+from .models import check_colourizer
 
-__all__ = ['colourize', 'colourize_folder', 'colourize_many', 'load_colouriser', 'export_onnx', 'GreyImage']
+__all__ = ['colourize', 'colourize_folder', 'colourize_files', 'colourize_many', 'load_colourizer', 'load_colouriser',
+           'export_onnx', 'GreyImage', 'plan_outputs', 'folder_jobs', 'output_name']
 
 STRIP_PIXELS = 2 ** 21          # full-resolution work in strips of about 2 M pixels
 
@@ -35,22 +38,23 @@ class GreyImage:
 
     @classmethod
     def create(cls, src):
-        "path | PIL image | numpy array (grey, RGB, RGBA, palette, 16-bit): RGB input is first turned grey."
+        """path | PIL image | numpy array, read by the one image rule of `images.py` (the training loader's rule):
+        RGB input is turned grey first, alpha is kept. A multi-frame file (animated GIF, multi-page TIFF) is
+        refused here, never cut to its first frame: `colourize_folder` and the CLI colourise every frame."""
         name = str(src) if isinstance(src, (str, Path)) else None
+        if not isinstance(src, np.ndarray) and (k := n_frames(src)) > 1:
+            raise ValueError(f"{name or 'the image'} has {k} frames: colourize() returns one picture; use "
+                             f"colourize_folder or `colourgan colourize`, which colourise every frame")
         arr = image_array(src)
-        if arr.ndim == 2: arr = arr[..., None]
-        if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4) or min(arr.shape[:2]) < 1:
-            raise ValueError(f"not an image array: shape {arr.shape}")
-        scale = 65535. if arr.dtype == np.uint16 else 255. if arr.dtype == np.uint8 else 1.
+        scale = array_scale(arr)
         alpha = None
         if arr.shape[-1] in (2, 4):
-            alpha = np.clip(arr[..., -1].astype(np.float32) / scale * 255 + 0.5, 0, 255).astype(np.uint8)
+            alpha = (to_unit_float(arr[..., -1], scale) * 255 + 0.5).astype(np.uint8)
             arr = arr[..., :-1]
         H, W = arr.shape[:2]
         L = np.empty((H, W), np.float32)
         for r0, r1 in _strips(H, W):
-            x = torch.from_numpy(np.ascontiguousarray(arr[r0:r1])).float().div_(scale).clamp_(0, 1)
-            x = x.permute(2, 0, 1)
+            x = torch.from_numpy(to_unit_float(arr[r0:r1], scale)).permute(2, 0, 1)
             if x.shape[0] == 1: x = x.expand(3, -1, -1)
             L[r0:r1] = rgb_to_lab(x)[0].numpy()
         return cls(L, alpha, name)
@@ -61,8 +65,8 @@ def _strips(H, W):
     return [(r, min(H, r + step)) for r in range(0, H, step)]
 
 
-def load_colouriser(model, cpu=True):
-    "A Learner from what `learn.export` wrote (path), checked to be a colouriser (L -> ab)."
+def load_colourizer(model, cpu=True):
+    "A Learner from what `learn.export` wrote (path), checked to be a colourizer (L -> ab)."
     from fastai.learner import Learner, load_learner
     if isinstance(model, Learner): return model
     p = Path(model)
@@ -74,15 +78,25 @@ def load_colouriser(model, cpu=True):
     except Exception as e:
         raise ValueError(f"{p} is not a model written by learn.export: {type(e).__name__}: {e}") from e
     G = get_model(learn.model)
-    check_colouriser(G, getattr(G, 'img_size', (32, 32)))
+    check_colourizer(G, getattr(G, 'img_size', (32, 32)))
     return learn
 
 
-def _render_shape(w, h, render_size, multiple=8):
-    "Short side = render_size, aspect kept, both sides rounded to a multiple of 8."
+load_colouriser = load_colourizer            # deprecated spelling, kept for old scripts
+
+
+def _render_shape(w, h, render_size, max_pixels=None, multiple=8):
+    """Short side = render_size, aspect kept, both sides a multiple of 8 (at least 8); at most `max_pixels`
+    (default 16 * render_size^2), so a 3 x 5000 px strip renders small instead of at 64 x 106,664."""
+    max_pixels = max_pixels or 16 * render_size ** 2
     s = render_size / min(w, h)
+    if w * h * s * s > max_pixels: s = (max_pixels / (w * h)) ** 0.5
     r = lambda v: max(multiple, int(round(v * s / multiple)) * multiple)
-    return r(h), r(w)
+    H, W = r(h), r(w)
+    if H * W > max_pixels:                        # the minimum of 8 on the short side: give the long side less
+        if H >= W: H = max(multiple, max_pixels // W // multiple * multiple)
+        else: W = max(multiple, max_pixels // H // multiple * multiple)
+    return H, W
 
 
 def _default_render_size(G):
@@ -112,10 +126,10 @@ def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
     return Image.fromarray(out, 'RGB')
 
 
-def _predict(G, greys, render_size, bs):
+def _predict(G, greys, render_size, bs, max_pixels=None):
     "ab at render size for each image, batching images whose render shapes agree."
     device = next(G.parameters()).device
-    shapes = [_render_shape(*g.size, render_size) for g in greys]
+    shapes = [_render_shape(*g.size, render_size, max_pixels) for g in greys]
     out = [None] * len(greys)
     by_shape = {}
     for i, s in enumerate(shapes): by_shape.setdefault(s, []).append(i)
@@ -126,7 +140,7 @@ def _predict(G, greys, render_size, bs):
             for (h, w), idx in by_shape.items():
                 for k in range(0, len(idx), bs):
                     chunk = idx[k:k + bs]
-                    x = torch.stack([torch.from_numpy(np.asarray(
+                    x = torch.stack([torch.from_numpy(np.array(
                         Image.fromarray(greys[i].L, 'F').resize((w, h), Image.BILINEAR))) for i in chunk])
                     x = (x[:, None] / L_SCALE - L_SHIFT).to(device)
                     ab = G(x).float().cpu()
@@ -135,67 +149,151 @@ def _predict(G, greys, render_size, bs):
     return out
 
 
-def colourize_many(learn, imgs, render_size=None, bs=16):
-    "Colourise a list of images (paths, PIL images or arrays) in batches -> list of PIL images of the input sizes."
-    learn = load_colouriser(learn)
+def _check_positive(name, v, least=1):
+    if v is not None and (not isinstance(v, int) or v < least):
+        raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+
+
+def colourize_many(learn, imgs, render_size=None, bs=16, max_pixels=None):
+    """Colourise a list of images (paths, PIL images or arrays) in batches -> list of PIL images of the input sizes.
+    `max_pixels`: the most pixels chroma is predicted on per image (default 16 * render_size^2)."""
+    _check_positive('bs', bs); _check_positive('render_size', render_size, 8)
+    learn = load_colourizer(learn)
     G = get_model(learn.model)
     render_size = render_size or _default_render_size(G)
-    if render_size < 8: raise ValueError(f"render_size must be at least 8, got {render_size}")
     greys = [g if isinstance(g, GreyImage) else GreyImage.create(g) for g in imgs]
-    return [_compose(g, ab) for g, ab in zip(greys, _predict(G, greys, render_size, bs))]
+    return [_compose(g, ab) for g, ab in zip(greys, _predict(G, greys, render_size, bs, max_pixels))]
 
 
-def colourize(learn, img, render_size=None) -> Image.Image:
+def colourize(learn, img, render_size=None, max_pixels=None) -> Image.Image:
     """Colourise one image of any size -> PIL image of the input's size (RGBA when the input has alpha).
-    ab is predicted at `render_size` (short side; default: the size the model was trained at) and put on the
-    input's full-resolution L. `learn`: a Learner or the path of a file written by `learn.export`."""
-    return colourize_many(learn, [img], render_size, bs=1)[0]
+    ab is predicted at `render_size` (short side; default: the size the model was trained at; at most
+    `max_pixels`) and put on the input's full-resolution L. `learn`: a Learner or the path of a file written by
+    `learn.export`. Arrays follow the one image rule of `images.py`; a multi-frame file is refused (see
+    `colourize_folder`)."""
+    return colourize_many(learn, [img], render_size, bs=1, max_pixels=max_pixels)[0]
 
 
-def _atomic_save(im: Image.Image, out: Path):
-    "Write to a temporary file beside `out`, then rename: an interruption never leaves a half-written image."
+# ---------------------------------------------------------------------------------------------- files
+TMP_SUFFIX = '.colourgan-tmp'
+LOSSLESS_EXTS = {'.png', '.tif', '.tiff', '.bmp', '.ppm'}      # written in their own format, L kept exactly
+FORMATS = {'auto': None, 'png': '.png', 'tiff': '.tif', 'jpg': '.jpg'}
+
+
+def output_name(path: Path, fmt='auto') -> str:
+    """The output file name for an input: `auto` keeps lossless formats (PNG, TIFF, BMP, PPM) and writes every other
+    one (JPEG, GIF, WebP, PGM) as PNG, so the output's lightness is the input's within 8-bit rounding; `png`,
+    `tiff` or `jpg` force a format (JPEG is lossy: its L differs by a few units)."""
+    if fmt not in FORMATS: raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+    ext = FORMATS[fmt] or (path.suffix if path.suffix.lower() in LOSSLESS_EXTS else '.png')
+    return path.stem + ext
+
+
+def _writable_dir(d: Path):
+    "Raise a clear error unless files can be created in folder `d` (or in the nearest folder above it that exists)."
+    p = d
+    while not p.exists(): p = p.parent
+    if not p.is_dir(): raise NotADirectoryError(f"cannot create the output folder {d}: {p} is a file")
+    if not os.access(p, os.W_OK | os.X_OK): raise PermissionError(f"the output folder {p} is not writable")
+
+
+def plan_outputs(jobs, overwrite=False):
+    """Check a whole run before any work: `jobs` is [(input file, output path), ...]. Refuses (ValueError) an output
+    that is an input (whatever `overwrite` says), two inputs that would write the same output (naming them), an
+    output that is a folder, and output folders that cannot be written. Returns (todo, skipped): outputs that
+    exist are skipped unless `overwrite`."""
+    inputs = {}
+    for f, _ in jobs:
+        try: st = os.stat(f); inputs[(st.st_dev, st.st_ino)] = f
+        except OSError: pass
+    by_out, todo, skipped = {}, [], []
+    for f, out in jobs:
+        by_out.setdefault(os.path.normcase(os.path.abspath(out)), []).append(f)
+    clashes = [fs for fs in by_out.values() if len(fs) > 1]
+    if clashes:
+        raise ValueError("several inputs would write the same output file: " + '; '.join(
+            ' and '.join(map(str, fs)) for fs in clashes[:5]) + ('; ...' if len(clashes) > 5 else '') +
+            " (rename them, or colourise them into separate folders)")
+    for f, out in jobs:
+        if out.exists():
+            st = out.stat()
+            if (st.st_dev, st.st_ino) in inputs:
+                raise ValueError(f"{f} would be written to {out}, which is an input ({inputs[(st.st_dev, st.st_ino)]}): "
+                                 f"inputs are never written, whatever --overwrite says; choose another output folder")
+            if out.is_dir(): raise IsADirectoryError(f"the output {out} is a folder")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise NotADirectoryError(f"cannot write {out}: {out.parent} is a file")
+        (todo if overwrite or not out.exists() else skipped).append((f, out))
+    for d in sorted({out.parent for _, out in todo}): _writable_dir(d)
+    return todo, [out for _, out in skipped]
+
+
+def _remove_stale_tmp(out: Path):
+    "Temporary files an interrupted (killed) earlier save of `out` left behind."
+    if out.parent.is_dir():
+        for t in out.parent.glob(f'.{glob_escape(out.name)}.*{TMP_SUFFIX}'): t.unlink(missing_ok=True)
+
+
+def _umask():
+    m = os.umask(0); os.umask(m)
+    return m
+
+
+def _atomic_save(frames, out: Path, durations=None, loop=0):
+    """Write one image, or several frames (multi-page TIFF, animated PNG), to a temporary file beside `out`, then
+    rename: an interruption never leaves a half-written image. The file gets the permissions any new file gets
+    under the user's umask (not the temporary file's 0600)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix='.tmp', dir=out.parent)
-    os.close(fd)
     fmt = Image.registered_extensions().get(out.suffix.lower(), 'PNG')
+    if len(frames) > 1 and fmt not in ('PNG', 'TIFF'):
+        raise ValueError(f"{len(frames)} frames cannot be written as {fmt}: use PNG or TIFF output")
+    fd, tmp = tempfile.mkstemp(prefix=f'.{out.name}.', suffix=TMP_SUFFIX, dir=out.parent)
+    os.close(fd)
     try:
-        if fmt == 'JPEG':
-            im.convert('RGB').save(tmp, fmt, quality=95)
-        else: im.save(tmp, fmt)
+        os.chmod(tmp, 0o666 & ~_umask())
+        im, kw = frames[0], {}
+        if fmt == 'JPEG': im, kw = im.convert('RGB'), dict(quality=95)
+        if len(frames) > 1:
+            kw = dict(save_all=True, append_images=frames[1:])
+            if fmt == 'PNG': kw.update(duration=durations or 100, loop=loop)
+        im.save(tmp, fmt, **kw)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
 
 
-def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, display=True) -> dict:
-    """Colourise every image under `src` into `dst`, keeping relative paths and file names.
-    Never writes over an input; skips outputs that exist unless `overwrite`; writes each file atomically;
-    unreadable files are reported at the end (a warning and the 'failed' list) and the rest carry on.
+def _read_frames(f):
+    "Every frame of a file as a GreyImage, with its frame durations and loop count (for animations)."
+    with Image.open(f) as im: info = dict(im.info)
+    frames = image_frames(f)
+    durations = [fr.info.get('duration', info.get('duration', 100)) for fr in frames]
+    return [GreyImage.create(fr) for fr in frames], durations, info.get('loop', 0)
+
+
+def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, display=True, max_pixels=None) -> dict:
+    """Colourise [(input file, output path), ...]: the whole run is checked first (`plan_outputs`); every frame of a
+    multi-frame file is colourised; each output is written atomically; unreadable files are reported at the end (a
+    warning and the 'failed' list) and the rest carry on. A failed *write* (disk full, permissions) stops the run
+    with an OSError: what was written stays, and a rerun skips it.
     Returns {'written': [...], 'skipped': [...], 'failed': [(path, reason), ...]}."""
-    learn = load_colouriser(learn)
-    src, dst = Path(src).resolve(), Path(dst).resolve()
-    if src.is_file(): files, root = [src], src.parent
-    else: files, root = find_images(src), src
-    if dst == root: raise ValueError(f"the output folder {dst} is the input folder: it would overwrite the inputs")
-    files = [f.resolve() for f in files if dst not in f.resolve().parents]   # never read our own outputs
-    if not files: raise ValueError(f"no images to colourise in {src}")
-    inputs = set(files)
-    res = {'written': [], 'skipped': [], 'failed': []}
-    todo = []
-    for f in files:
-        out = dst / f.relative_to(root)
-        if out.resolve() in inputs: raise ValueError(f"{out} is an input image: refusing to overwrite it")
-        if out.exists() and not overwrite: res['skipped'].append(out)
-        else: todo.append((f, out))
-    for k in progress_bar(range(0, len(todo), bs), display=display):
-        chunk, greys = [], []
+    _check_positive('bs', bs); _check_positive('render_size', render_size, 8)
+    learn = load_colourizer(learn)
+    todo, skipped = plan_outputs(jobs, overwrite)
+    res = {'written': [], 'skipped': skipped, 'failed': []}
+    for _, out in jobs: _remove_stale_tmp(out)
+    for k in progress_bar(range(0, len(todo), bs), display=display and bool(todo)):
+        chunk = []
         for f, out in todo[k:k + bs]:
-            try: greys.append(GreyImage.create(f)); chunk.append(out)
+            try: chunk.append((f, out, *_read_frames(f)))
             except Exception as e: res['failed'].append((f, f"{type(e).__name__}: {e}"))
+        greys = [g for c in chunk for g in c[2]]
         if not greys: continue
-        for im, out in zip(colourize_many(learn, greys, render_size, bs), chunk):
-            _atomic_save(im, out)
+        ims = iter(colourize_many(learn, greys, render_size, bs, max_pixels))
+        for f, out, frames, durations, loop in chunk:
+            outs = [next(ims) for _ in frames]
+            try: _atomic_save(outs, out, durations, loop)
+            except ValueError as e: res['failed'].append((f, str(e))); continue
             res['written'].append(out)
     if res['failed']:
         warnings.warn(f"could not colourise {len(res['failed'])} file(s): " +
@@ -203,10 +301,33 @@ def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, 
     return res
 
 
+def folder_jobs(src, dst, fmt='auto'):
+    """[(input, output), ...] for a file or a folder of images: a folder's images keep their paths relative to it;
+    images already under `dst` (our own earlier outputs) are not inputs."""
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
+    if src.is_file(): return [(src, dst / output_name(src, fmt))]
+    if dst == src: raise ValueError(f"the output folder {dst} is the input folder: it would overwrite the inputs")
+    files = [f.resolve() for f in find_images(src)]
+    files = [f for f in files if dst not in f.parents]
+    if not files: raise ValueError(f"no images to colourise in {src}")
+    return [(f, dst / f.relative_to(src).parent / output_name(f, fmt)) for f in files]
+
+
+def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, display=True, fmt='auto',
+                     max_pixels=None) -> dict:
+    """Colourise every image under `src` (a folder, searched recursively, or one file) into `dst`, keeping relative
+    paths. Never writes an input, whatever `overwrite` says; refuses up front when two inputs would write one
+    output; skips outputs that exist unless `overwrite`; colourises every frame of animated GIFs and multi-page
+    TIFFs; writes lossless formats by default (`fmt`, see `output_name`), each file atomically and with the
+    umask's permissions. See `colourize_files` for the result."""
+    return colourize_files(learn, folder_jobs(src, dst, fmt), render_size, bs, overwrite, display, max_pixels)
+
+
 def export_onnx(learn, path, opset=17):
     """Export the generator (L -> ab) to ONNX with dynamic batch, height and width (needs the `onnx` package;
     run it with onnxruntime). Sizes that are a multiple of the encoder's stride reproduce torch exactly."""
-    learn = load_colouriser(learn)
+    learn = load_colourizer(learn)
     G = get_model(learn.model).cpu().eval()
     h, w = getattr(G, 'img_size', (64, 64))
     with warnings.catch_warnings():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colourgan_fastai import colour_dls, colour_learner, CachedDL, load_colouriser
+from colourgan_fastai import colour_dls, colour_learner, CachedDL, load_colourizer
 from colourgan_fastai.data import colour_datablock, _dls_from_lists
 
 
@@ -83,7 +83,7 @@ def test_cache_is_not_pickled_and_export_stays_small(folder, tmp_path):
     learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
     learn.fit(1, 1e-3)                                   # a Learner trains on cached batches
     learn.export(tmp_path / 'm.pkl')
-    G = load_colouriser(tmp_path / 'm.pkl')
+    G = load_colourizer(tmp_path / 'm.pkl')
     assert G is not None
 
 

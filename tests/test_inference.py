@@ -6,7 +6,7 @@ from PIL import Image
 import skimage.color as skc
 import skimage.data
 
-from colourgan_fastai import colourize, colourize_folder, load_colouriser, colourize_many
+from colourgan_fastai import colourize, colourize_folder, load_colourizer, colourize_many
 from colourgan_fastai.cli import main
 
 
@@ -21,7 +21,7 @@ def model_file(tmp_path_factory, tiny_dls):
 
 
 @pytest.fixture(scope='module')
-def learn(model_file): return load_colouriser(model_file)
+def learn(model_file): return load_colourizer(model_file)
 
 
 def _L(im): return skc.rgb2lab(np.asarray(im.convert('RGB')) / 255.)[..., 0]
@@ -85,14 +85,14 @@ def test_colourize_folder_keeps_paths_skips_existing_and_reports_bad_files(learn
     dst = tmp_path / 'out'
     with pytest.warns(UserWarning, match='broken.png'):
         res = colourize_folder(learn, src, dst, display=False)
-    assert sorted(p.relative_to(dst).as_posix() for p in res['written']) == ['a.jpg', 'sub/b.png', 'sub/c.png']
+    assert sorted(p.relative_to(dst).as_posix() for p in res['written']) == ['a.png', 'sub/b.png', 'sub/c.png']
     assert [f.name for f, _ in res['failed']] == ['broken.png']
     assert Image.open(dst / 'sub' / 'b.png').size == (50, 40)
-    assert not list(dst.rglob('*.tmp'))                          # atomic writes leave nothing behind
-    before = (dst / 'a.jpg').stat().st_mtime_ns
+    assert not list(dst.rglob('*tmp'))                           # atomic writes leave nothing behind
+    before = (dst / 'a.png').stat().st_mtime_ns
     with pytest.warns(UserWarning):
         res2 = colourize_folder(learn, src, dst, display=False)
-    assert len(res2['skipped']) == 3 and not res2['written'] and (dst / 'a.jpg').stat().st_mtime_ns == before
+    assert len(res2['skipped']) == 3 and not res2['written'] and (dst / 'a.png').stat().st_mtime_ns == before
     with pytest.warns(UserWarning):
         res3 = colourize_folder(learn, src, dst, overwrite=True, display=False)
     assert len(res3['written']) == 3
@@ -110,24 +110,24 @@ def test_colourize_folder_never_touches_inputs(learn, tmp_path):
 
 
 def test_bad_model_files(tmp_path, tiny_dls):
-    with pytest.raises(FileNotFoundError): load_colouriser(tmp_path / 'missing.pkl')
+    with pytest.raises(FileNotFoundError): load_colourizer(tmp_path / 'missing.pkl')
     (tmp_path / 'junk.pkl').write_bytes(b'junk')
-    with pytest.raises(ValueError, match='not a model'): load_colouriser(tmp_path / 'junk.pkl')
+    with pytest.raises(ValueError, match='not a model'): load_colourizer(tmp_path / 'junk.pkl')
     from fastai.learner import Learner
     Learner(tiny_dls, torch.nn.Conv2d(1, 3, 1), loss_func=torch.nn.L1Loss()).export(tmp_path / 'rgb.pkl')
-    with pytest.raises(ValueError, match='not a colouriser'): load_colouriser(tmp_path / 'rgb.pkl')
+    with pytest.raises(ValueError, match='not a colourizer'): load_colourizer(tmp_path / 'rgb.pkl')
 
 
 def test_cli_colourize_and_onnx_export(model_file, tmp_path, capsys):
     src = _tree(tmp_path / 'in')
     assert main(['colourize', str(src), str(src / 'a.jpg'), '-o', str(tmp_path / 'out'), '--model', str(model_file)]) == 0
-    assert (tmp_path / 'out' / 'in' / 'sub' / 'c.png').exists() and (tmp_path / 'out' / 'a.jpg').exists()
+    assert (tmp_path / 'out' / 'in' / 'sub' / 'c.png').exists() and (tmp_path / 'out' / 'a.png').exists()
     assert 'colourised 4 image(s)' in capsys.readouterr().out
     assert main(['colourize', str(src), '-o', str(tmp_path / 'o2'), '--model', str(tmp_path / 'nope.pkl')]) == 2
     ort = pytest.importorskip('onnxruntime')
     assert main(['export', '--model', str(model_file), '--onnx', str(tmp_path / 'g.onnx')]) == 0
     sess = ort.InferenceSession(str(tmp_path / 'g.onnx'))
-    G = load_colouriser(model_file).model.eval()
+    G = load_colourizer(model_file).model.eval()
     for shape in [(2, 1, 32, 32), (1, 1, 48, 64)]:
         x = torch.randn(*shape)
         with torch.no_grad(): ref = G(x).numpy()
