@@ -1,0 +1,153 @@
+"""What the better recipe adds to a colour Learner's loss, as fastai Callbacks usable with any colour Learner.
+
+Each callback adds a term to `learn.loss_grad` on training batches only (validation keeps the plain L1, so
+`valid_loss` stays comparable across recipes) and reports its mean per epoch as a recorder column:
+
+- `SemanticLoss(classifier, weight)`: KL(softmax(clf(true RGB)) || softmax(clf(predicted RGB))) through a frozen
+  classifier (e.g. the encoder's own pretrained CIFAR ResNet-20). Gradients reach G only, never the classifier.
+- `ColourfulnessLoss(weight)`: |mean CF(pred) - mean CF(truth)| / 100 over the batch (Hasler & Suesstrunk's
+  colourfulness, as `metrics.colourfulness`): L1 regresses to the mean chroma and gives timid colours (CF 14
+  against 28 for real CIFAR-10 photos); this term asks for the real amount of colour, and the L1 term decides
+  where it goes.
+- `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
+  validation and at the end of training.
+
+They run after `GANColourizer` (order 20), so under a GAN they add to BCE + lambda * L1 rather than being scaled by
+lambda.
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from fastai.callback.core import Callback
+from fastai.torch_core import get_model
+
+from .lab import decode_lab
+from .metrics import colourfulness, TrainLossColumn
+
+__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'WeightEMA', 'semantic_kl', 'colourfulness_gap']
+
+
+class LossTerm(Callback):
+    """Base class: a weighted extra term of G's loss on training batches. Subclasses define `term(L, pred, target)`
+    -> a scalar tensor (unweighted). The weighted term is added to `loss_grad`; its unweighted value is averaged
+    per epoch into a recorder column named `name`."""
+    order, run_valid = 25, False
+    name = 'loss_term'
+
+    def __init__(self, weight=1.):
+        if weight < 0: raise ValueError(f"{type(self).__name__}: weight must be >= 0, got {weight}")
+        super().__init__()
+        self.weight, self.column = float(weight), TrainLossColumn(self.name)
+
+    def before_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m is not self.column] + [self.column]
+    def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m is not self.column]
+    def before_train(self): self.column.reset_epoch()
+
+    def after_loss(self):
+        t = self.term(self.learn.xb[0], self.learn.pred, self.learn.yb[0])
+        self.learn.loss_grad = self.learn.loss_grad + self.weight * t
+        self.learn.loss = self.learn.loss_grad.detach().clone()
+        self.column.add(t, self.learn.xb[0].shape[0])
+
+    def term(self, L_, pred, target): raise NotImplementedError
+
+
+def _plain(t): return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
+
+
+def semantic_kl(clf, stats, L_, pred, target, temperature=1.):
+    """KL(p_true || p_pred) of a classifier's softmax on the true colours and on the predicted ones, mean over the
+    batch. `stats`: (mean, std) of the RGB normalisation the classifier expects. 0 when pred == target."""
+    m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
+    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
+    with torch.no_grad(): p_true = F.log_softmax(clf((decode_lab(L_, target) - m) / s).float() / temperature, 1)
+    p_pred = F.log_softmax(clf((decode_lab(L_, pred) - m) / s).float() / temperature, 1)
+    return F.kl_div(p_pred, p_true, reduction='batchmean', log_target=True)
+
+
+class SemanticLoss(LossTerm):
+    """`weight` * KL(classifier's softmax on the true colours || on the predicted colours): colours that keep what
+    the image *is* (Zhang et al.'s semantic test, turned into a loss). `classifier`: a frozen RGB classifier (a copy
+    is kept, in eval mode, its parameters never trained); `stats`: its input normalisation (default: the
+    classifier's `stats` attribute, as `resnet20_cifar` sets, else ImageNet's). Use the encoder's own pretrained
+    network, never the classifier that judges the results."""
+    name = 'loss_semantic'
+
+    def __init__(self, classifier, weight=0.05, stats=None, temperature=1.):
+        super().__init__(weight)
+        if not isinstance(classifier, nn.Module): raise TypeError("classifier must be an nn.Module")
+        self.clf = copy.deepcopy(classifier).eval().requires_grad_(False)
+        from .encoders import IMAGENET_STATS
+        self.stats = stats or getattr(classifier, 'stats', IMAGENET_STATS)
+        self.temperature = temperature
+
+    def before_fit(self):
+        super().before_fit()
+        p = next(get_model(self.learn.model).parameters())
+        self.clf.to(p.device).eval()
+
+    def term(self, L_, pred, target): return semantic_kl(self.clf, self.stats, L_, pred, target, self.temperature)
+
+
+def colourfulness_gap(L_, pred, target):
+    "|mean colourfulness of the predicted RGB - mean colourfulness of the true RGB| / 100 over a batch."
+    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
+    with torch.no_grad(): cf_true = colourfulness(decode_lab(L_, target)).mean()
+    return (colourfulness(decode_lab(L_, pred)).mean() - cf_true).abs() / 100
+
+
+class ColourfulnessLoss(LossTerm):
+    "`weight` * |mean CF(pred) - mean CF(truth)| / 100 per batch: as much colour as real photos have (see module doc)."
+    name = 'loss_cf'
+
+    def term(self, L_, pred, target): return colourfulness_gap(L_, pred, target)
+
+
+class WeightEMA(Callback):
+    """Exponential moving average of G's parameters and buffers: after each training step
+    ema = decay * ema + (1 - decay) * w. Validation runs on the averaged weights, and after `fit` the model keeps
+    them (`swap_at_end=True`), so `save`, `export` and `colourize` use the average. `decay=None` adapts it to the
+    run: a half-life of a tenth of the run's batches."""
+    order = 60
+
+    def __init__(self, decay=None, swap_at_end=True):
+        if decay is not None and not 0 < decay < 1: raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.decay, self.swap_at_end, self.ema = decay, swap_at_end, None
+
+    def _state(self): return get_model(self.learn.model).state_dict()
+
+    def before_fit(self):
+        self.ema = {k: v.detach().clone() for k, v in self._state().items()}
+        self._d = self.decay
+        if self._d is None:
+            n = max(1, self.n_epoch * len(self.dls.train))
+            self._d = 0.5 ** (1 / max(1., n / 10))
+        self._live, self._fitting = None, True
+
+    @torch.no_grad()
+    def after_step(self):
+        for k, v in self._state().items():
+            e = self.ema[k]
+            if v.is_floating_point(): e.lerp_(v.detach(), 1 - self._d)
+            else: e.copy_(v)
+
+    def _swap_in(self):
+        m = get_model(self.learn.model)
+        self._live = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        m.load_state_dict(self.ema)
+
+    def _swap_out(self):
+        if self._live is not None: get_model(self.learn.model).load_state_dict(self._live)
+        self._live = None
+
+    def before_validate(self):
+        if getattr(self, '_fitting', False): self._swap_in()      # only inside fit: `learn.validate()` is untouched
+
+    def after_validate(self): self._swap_out()
+
+    def after_fit(self):
+        self._swap_out()
+        self._fitting = False
+        if self.swap_at_end and self.ema is not None: get_model(self.learn.model).load_state_dict(self.ema)

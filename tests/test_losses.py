@@ -1,0 +1,91 @@
+"""The recipe's loss terms and EMA: each is a fastai Callback usable with any colour Learner."""
+import math
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+
+from colourgan_fastai import (SemanticLoss, ColourfulnessLoss, WeightEMA, semantic_kl, colourfulness_gap,
+                              resnet20_cifar, GANColourizer, encode_lab)
+
+
+def _batch(n=4, s=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return encode_lab(torch.rand(n, 3, s, s, generator=g))
+
+
+def test_semantic_kl_is_zero_on_the_truth_and_sends_gradients_to_the_prediction_only():
+    clf = resnet20_cifar()
+    L_, ab = _batch()
+    assert semantic_kl(clf.eval(), clf.stats, L_, ab, ab).item() == pytest.approx(0, abs=1e-6)
+    pred = (ab * 0.3).requires_grad_()
+    loss = semantic_kl(clf, clf.stats, L_, pred, ab)
+    loss.backward()
+    assert loss.item() > 0 and pred.grad.abs().sum() > 0
+
+
+def test_colourfulness_gap_is_zero_on_the_truth_and_pushes_grey_output_towards_colour():
+    L_, ab = _batch()
+    assert colourfulness_gap(L_, ab, ab).item() == pytest.approx(0, abs=1e-6)
+    scale = torch.tensor(0.2, requires_grad=True)
+    gap = colourfulness_gap(L_, ab * scale, ab)
+    gap.backward()
+    assert gap.item() > 0 and scale.grad.item() < 0            # more chroma lowers the gap
+
+
+def test_semantic_loss_trains_G_only_adds_its_weighted_term_and_shows_a_column(tiny_learn):
+    clf = resnet20_cifar()
+    sem = SemanticLoss(clf, weight=0.5)
+    before = [p.clone() for p in sem.clf.parameters()]
+    checks = []
+    class Spy(Callback):
+        order = 90                                             # after SemanticLoss (25)
+        def after_loss(self):
+            if not self.training: return
+            l1 = (self.learn.pred - self.learn.yb[0]).abs().mean()
+            term = semantic_kl(sem.clf, clf.stats, self.learn.xb[0], self.learn.pred, self.learn.yb[0])
+            checks.append((self.learn.loss_grad.item(), (l1 + 0.5 * term).item()))
+    tiny_learn.fit(1, 1e-3, cbs=[sem, Spy()])
+    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    assert all(torch.equal(a, b) for a, b in zip(before, sem.clf.parameters()))        # never trained
+    assert all(p.grad is None for p in sem.clf.parameters()) and not sem.clf.training
+    names = tiny_learn.recorder.metric_names[1:-1]
+    row = dict(zip(names, tiny_learn.recorder.values[-1]))
+    assert 'loss_semantic' in names and row['loss_semantic'] > 0
+    preds, targs = tiny_learn.get_preds()
+    assert row['valid_loss'] == pytest.approx((preds - targs).abs().mean().item(), rel=1e-4)   # validation: plain L1
+    assert 'loss_semantic' not in [m.name for m in tiny_learn.metrics]                       # column removed after fit
+
+
+def test_loss_terms_add_to_the_gan_loss_rather_than_being_scaled_by_lambda(tiny_learn):
+    seen = {}
+    class Check(Callback):
+        order = 30                                             # after GAN (20) and the loss terms (25)
+        def after_loss(self):
+            if self.training: seen['loss'] = self.learn.loss_grad.item()
+    cf = ColourfulnessLoss(weight=3.)
+    gan = GANColourizer(lambda_l1=10.)
+    tiny_learn.fit(1, 1e-3, cbs=[gan, cf, Check()])
+    row = dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))
+    assert {'loss_cf', 'loss_D', 'loss_G_GAN'} <= set(row)
+    assert row['train_loss'] == pytest.approx(row['loss_G_GAN'] + 10 * row['loss_G_L1'] + 3 * row['loss_cf'], rel=0.15)
+
+
+def test_weight_ema_update_equals_the_formula_and_the_model_ends_on_the_average(tiny_learn):
+    G = tiny_learn.model
+    w = {k: v.clone() for k, v in G.state_dict().items()}
+    steps = []
+    class Watch(Callback):
+        order = 70                                             # after WeightEMA (60)
+        def after_step(self): steps.append({k: v.clone() for k, v in G.state_dict().items()})
+    ema = WeightEMA(decay=0.9)
+    tiny_learn.fit(1, 1e-2, cbs=[ema, Watch()])
+    expect = {k: v.float().clone() for k, v in w.items()}
+    for st in steps:
+        for k, v in st.items():
+            if v.is_floating_point(): expect[k] = 0.9 * expect[k] + 0.1 * v
+    for k, v in G.state_dict().items():
+        if v.is_floating_point(): assert torch.allclose(v, expect[k], atol=1e-5), k
+    assert not all(torch.allclose(v.float(), steps[-1][k].float()) for k, v in G.state_dict().items())
+    with pytest.raises(ValueError): WeightEMA(decay=1.5)
+    with pytest.raises(ValueError): ColourfulnessLoss(weight=-1)
