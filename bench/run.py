@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -29,20 +30,46 @@ OTHER = ['data_ours', 'data_ours_items', 'data_tutorial', 'flops', 'infer']
 
 
 # ---------------------------------------------------------------------------------------------- worker side
-def _files(cfg, n):
+@dataclass
+class Run:
+    "One measurement's settings, parsed from its name: `<base>[_items][_bf16]` (see MEASURES)."
+    base: str
+    cfg: dict
+    batches: int
+    repeats: int
+    workers: int = 0
+    bf16: bool = False           # bf16 autocast (ours: learn.to_bf16(); floor: torch.autocast)
+    cache: bool = True           # False (`_items`): ours on the per-item DataLoader instead of CachedDL
+    tmp: Path = None             # where generated image files go; removed when the worker ends
+
+    @classmethod
+    def parse(cls, name, cfg, batches, repeats, workers, tmp):
+        bf16, name = name.endswith('_bf16'), name.removesuffix('_bf16')
+        cache, name = not name.endswith('_items'), name.removesuffix('_items')
+        return cls(name, cfg, batches, repeats, workers, bf16, cache, tmp)
+
+    @property
+    def n(self): return self.cfg['bs'] * self.batches
+
+    def amp(self):
+        import torch
+        from contextlib import nullcontext
+        return torch.autocast('cpu', dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
+
+def _files(r: Run, n):
     "n training image files: the real data set when ../shared has it, else PNG crops of the embedded photos."
     from fastai.vision.all import get_image_files
-    root = SHARED / 'data' / cfg['data'] / 'train'
+    root = SHARED / 'data' / r.cfg['data'] / 'train'
     if root.is_dir(): return sorted(get_image_files(root))[:n]
-    from colourgan_fastai.data import PhotoCrops, SAMPLE_PHOTOS
-    tmp = Path(tempfile.mkdtemp(prefix='bench_'))
+    from PIL import Image
+    from colourgan_fastai import sample_photo
     out = []
     for i in range(n):
-        name = SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)]
-        ph = PhotoCrops.photo(name)
-        s = cfg['size'] * 2; y, x = (i * 7) % (ph.shape[0] - s), (i * 13) % (ph.shape[1] - s)
-        p = tmp / f'{i}.png'
-        __import__('PIL.Image').Image.fromarray(ph[y:y + s, x:x + s]).save(p); out.append(p)
+        ph = sample_photo(i)
+        s = r.cfg['size'] * 2; y, x = (i * 7) % (ph.shape[0] - s), (i * 13) % (ph.shape[1] - s)
+        p = r.tmp / f'{i}.png'
+        Image.fromarray(ph[y:y + s, x:x + s]).save(p); out.append(p)
     return out
 
 
@@ -57,11 +84,10 @@ def _D(cfg, n_in=3, fast=True):
     return PatchDiscriminator(n_in, img_size=cfg['size'], channels_last=fast)
 
 
-def _ours_dls(cfg, files, cache=True):
-    "Ours: `CachedDL` (decode + Lab once, batches from memory) unless cache=False (the per-item pipeline)."
-    from colourgan_fastai.data import _dls_from_lists
-    return _dls_from_lists(files, files[:cfg['bs']], cfg['size'], cfg['bs'], cache=cache,
-                           num_workers=int(os.environ.get('BENCH_WORKERS', 0)))
+def _ours_dls(r: Run, files, cache=True):
+    "Ours: `CachedDL` (decode once, batches from memory) unless cache=False (the per-item pipeline)."
+    from colourgan_fastai import dls_from_lists
+    return dls_from_lists(files, files[:r.cfg['bs']], r.cfg['size'], r.cfg['bs'], cache=cache, num_workers=r.workers)
 
 
 def _rate(units, ts):
@@ -78,111 +104,139 @@ def _timed(fn, repeats):
     return ts
 
 
-def worker(name, cfg, batches, repeats):
-    import torch
-    from contextlib import nullcontext
+def _fit_one(learn):
     from fastai.callback.core import Callback, CancelValidException
-    warnings.simplefilter('ignore')
-    torch.manual_seed(0)
-    bf16 = name.endswith('_bf16')                   # bf16 autocast (ours: learn.to_bf16(); floor: torch.autocast)
-    name = name.removesuffix('_bf16')
-    cache = not name.endswith('_items')             # ours_*_items: the per-item DataLoader instead of CachedDL
-    name = name.removesuffix('_items')
-    amp = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if bf16 else nullcontext
-    bs, n = cfg['bs'], cfg['bs'] * batches
-    res = {}
     class NoValid(Callback):
         def before_validate(self): raise CancelValidException()
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=NoValid())
 
-    def fit_one(learn):
-        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-4, cbs=NoValid())
 
-    if name in ('ours_l1', 'ours_gan'):
-        from colourgan_fastai import colour_learner, GANColourizer
-        learn = colour_learner(_ours_dls(cfg, _files(cfg, n), cache=cache), arch=_G(cfg))
-        if name == 'ours_gan': learn.add_cb(GANColourizer())
-        if bf16: learn.to_bf16()
-        res['img_s'], res['runs'] = _rate(n, _timed(lambda: fit_one(learn), repeats))
-    elif name in ('tutorial_l1', 'tutorial_gan'):
-        from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
-        dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs)
-        G = _G(cfg, fast=False)
-        if name == 'tutorial_gan':
-            model = MainModel(G, _D(cfg, fast=False)); fn = lambda: tutorial_gan_epoch(model, dl, batches)
-        else:
-            opt = torch.optim.Adam(G.parameters(), 1e-4); crit = torch.nn.L1Loss()
-            fn = lambda: tutorial_pretrain_epoch(G, dl, opt, crit, batches)
-        res['img_s'], res['runs'] = _rate(n, _timed(fn, repeats))
-    elif name == 'fastai_gan':
-        from peers import fastai_gan_learner
-        learn = fastai_gan_learner(_ours_dls(cfg, _files(cfg, n)), _G(cfg, fast=False), _D(cfg, n_in=2, fast=False))
-        res['img_s'], res['runs'] = _rate(n / 2, _timed(lambda: fit_one(learn), repeats))   # per G+D pair: 2 batches
-    elif name.startswith('floor_'):
-        from peers import floor_gan_steps, floor_l1_step
-        dls = _ours_dls(cfg, _files(cfg, n))
-        fast = name.endswith('_cl')                    # the floor in channels-last layout too
-        fmt = torch.channels_last if fast else torch.contiguous_format
-        batches_mem = [tuple(t.as_subclass(torch.Tensor).contiguous(memory_format=fmt) for t in b) for b in dls.train]
-        G = _G(cfg, fast).train()
-        step = floor_gan_steps(G, _D(cfg, fast=fast), None, None, bs, batches) if 'gan' in name else floor_l1_step(G)
+def measure_ours(r: Run, gan):
+    from colourgan_fastai import colour_learner, GANColourizer
+    learn = colour_learner(_ours_dls(r, _files(r, r.n), cache=r.cache), arch=_G(r.cfg))
+    if gan: learn.add_cb(GANColourizer())
+    if r.bf16: learn.to_bf16()
+    return dict(zip(('img_s', 'runs'), _rate(r.n, _timed(lambda: _fit_one(learn), r.repeats))))
+
+
+def measure_tutorial(r: Run, gan):
+    import torch
+    from peers import tutorial_dataloader, MainModel, tutorial_gan_epoch, tutorial_pretrain_epoch
+    dl = tutorial_dataloader(_files(r, r.n), r.cfg['size'], r.cfg['bs'])
+    G = _G(r.cfg, fast=False)
+    if gan:
+        model = MainModel(G, _D(r.cfg, fast=False)); fn = lambda: tutorial_gan_epoch(model, dl, r.batches)
+    else:
+        opt, crit = torch.optim.Adam(G.parameters(), 1e-4), torch.nn.L1Loss()
+        fn = lambda: tutorial_pretrain_epoch(G, dl, opt, crit, r.batches)
+    return dict(zip(('img_s', 'runs'), _rate(r.n, _timed(fn, r.repeats))))
+
+
+def measure_fastai_gan(r: Run):
+    from peers import fastai_gan_learner
+    learn = fastai_gan_learner(_ours_dls(r, _files(r, r.n)), _G(r.cfg, fast=False), _D(r.cfg, n_in=2, fast=False))
+    return dict(zip(('img_s', 'runs'), _rate(r.n / 2, _timed(lambda: _fit_one(learn), r.repeats))))  # per G+D pair
+
+
+def measure_floor(r: Run, gan, channels_last):
+    import torch
+    from peers import floor_gan_steps, floor_l1_step
+    dls = _ours_dls(r, _files(r, r.n))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    batches_mem = [tuple(t.as_subclass(torch.Tensor).contiguous(memory_format=fmt) for t in b) for b in dls.train]
+    G, bs = _G(r.cfg, channels_last).train(), r.cfg['bs']
+    step = floor_gan_steps(G, _D(r.cfg, fast=channels_last), None, None, bs, r.batches) if gan else floor_l1_step(G)
+    def fn():
+        for L, ab in batches_mem:
+            with r.amp(): step(L, ab)
+    return dict(zip(('img_s', 'runs'), _rate(len(batches_mem) * bs, _timed(fn, r.repeats))))
+
+
+def measure_data_ours(r: Run):
+    res = {}
+    dls = _ours_dls(r, _files(r, r.n), cache=r.cache)
+    if r.cache:                                     # the one-off cost: decode every image once
+        t = time.perf_counter(); dls.train.build_cache(); res['cache_ms_per_img'] = (time.perf_counter() - t) / r.n * 1e3
+    res['batches_s'], res['runs'] = _rate(len(dls.train), _timed(lambda: [b for b in dls.train], r.repeats))
+    return res
+
+
+def measure_data_tutorial(r: Run):
+    from peers import tutorial_dataloader
+    dl = tutorial_dataloader(_files(r, r.n), r.cfg['size'], r.cfg['bs'], n_workers=0)
+    return dict(zip(('batches_s', 'runs'), _rate(len(dl), _timed(lambda: [b for b in dl], r.repeats))))
+
+
+def measure_flops(r: Run):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from torch.profiler import profile, ProfilerActivity
+    from peers import floor_gan_steps
+    bs, size = r.cfg['bs'], r.cfg['size']
+    G, D = _G(r.cfg).train(), _D(r.cfg)
+    step = floor_gan_steps(G, D, None, None, bs, 1)
+    L, ab = torch.randn(bs, 1, size, size), torch.rand(bs, 2, size, size) - 0.5
+    with FlopCounterMode(display=False) as fc: step(L, ab)
+    flops = fc.get_total_flops()
+    def gflops(bf16):
+        "(achieved by the GAN step, peak of 2048^3 matmuls: the best of 10) in GFLOP/s, under fp32 or bf16 autocast."
+        ctx = (lambda: torch.autocast('cpu', dtype=torch.bfloat16)) if bf16 else __import__('contextlib').nullcontext
         def fn():
-            for L, ab in batches_mem:
-                with amp(): step(L, ab)
-        res['img_s'], res['runs'] = _rate(len(batches_mem) * bs, _timed(fn, repeats))
-    elif name == 'data_ours':                       # data_ours_items (cache False): the per-item DataLoader
-        dls = _ours_dls(cfg, _files(cfg, n), cache=cache)
-        if cache:                                   # the one-off cost: decode + Lab-convert every image once
-            t = time.perf_counter(); dls.train.build_cache(); res['cache_ms_per_img'] = (time.perf_counter() - t) / n * 1e3
-        res['batches_s'], res['runs'] = _rate(len(dls.train), _timed(lambda: [b for b in dls.train], repeats))
-    elif name == 'data_tutorial':
-        from peers import tutorial_dataloader
-        dl = tutorial_dataloader(_files(cfg, n), cfg['size'], bs, n_workers=0)
-        res['batches_s'], res['runs'] = _rate(len(dl), _timed(lambda: [b for b in dl], repeats))
-    elif name == 'flops':
-        from torch.utils.flop_counter import FlopCounterMode
-        from peers import floor_gan_steps
-        G, D = _G(cfg).train(), _D(cfg)
-        step = floor_gan_steps(G, D, None, None, bs, 1)
-        L, ab = torch.randn(bs, 1, cfg['size'], cfg['size']), torch.rand(bs, 2, cfg['size'], cfg['size']) - 0.5
-        with FlopCounterMode(display=False) as fc: step(L, ab)
-        flops = fc.get_total_flops()
-        ts = _timed(lambda: step(L, ab), repeats)
-        a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)
-        mm = _timed(lambda: a @ b, max(repeats, 10))             # the peak: the best of 10 large matmuls
-        res.update(step_gflop=flops / 1e9, achieved_gflops=flops / statistics.median(ts) / 1e9,
-                   peak_gflops=2 * 2048 ** 3 / min(mm) / 1e9)
-        res['utilisation'] = res['achieved_gflops'] / res['peak_gflops']
-        def step_bf16():
-            with torch.autocast('cpu', dtype=torch.bfloat16): step(L, ab)
-        ts16 = _timed(step_bf16, repeats)
-        a16, b16 = a.bfloat16(), b.bfloat16()
-        mm16 = _timed(lambda: a16 @ b16, max(repeats, 10))
-        res.update(achieved_gflops_bf16=flops / statistics.median(ts16) / 1e9,
-                   peak_gflops_bf16=2 * 2048 ** 3 / min(mm16) / 1e9)
-        from torch.profiler import profile, ProfilerActivity
-        with profile(activities=[ProfilerActivity.CPU]) as prof: step(L, ab)
-        res['top_ops'] = [(e.key, round(e.self_cpu_time_total / 1e3, 1)) for e in
-                          sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]]
-    elif name == 'infer':
-        import numpy as np
-        from colourgan_fastai import colour_learner, colourize
-        G = _G(cfg).eval()
-        L = torch.randn(bs, 1, cfg['size'], cfg['size'])
-        def fwd():
-            with torch.inference_mode(): G(L)
-        ts = _timed(fwd, repeats); res['img_s'] = bs / statistics.median(ts)
-        learn = colour_learner(_ours_dls(cfg, _files(cfg, bs)), arch=G)
-        img = (np.random.RandomState(0).rand(1500, 2000) * 255).astype(np.uint8)     # 3 MP
-        ts = _timed(lambda: colourize(learn, img), max(1, repeats // 2)); res['s_per_mp'] = statistics.median(ts) / 3.0
-    else: raise ValueError(name)
+            with ctx(): step(L, ab)
+        a, b = (torch.randn(2048, 2048, dtype=torch.bfloat16 if bf16 else torch.float32) for _ in range(2))
+        return flops / statistics.median(_timed(fn, r.repeats)) / 1e9, \
+            2 * 2048 ** 3 / min(_timed(lambda: a @ b, max(r.repeats, 10))) / 1e9
+    res = dict(step_gflop=flops / 1e9)
+    res['achieved_gflops'], res['peak_gflops'] = gflops(False)
+    res['achieved_gflops_bf16'], res['peak_gflops_bf16'] = gflops(True)
+    res['utilisation'] = res['achieved_gflops'] / res['peak_gflops']
+    with profile(activities=[ProfilerActivity.CPU]) as prof: step(L, ab)
+    res['top_ops'] = [(e.key, round(e.self_cpu_time_total / 1e3, 1)) for e in
+                      sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]]
+    return res
+
+
+def measure_infer(r: Run):
+    import numpy as np, torch
+    from colourgan_fastai import colour_learner, colourize
+    G, bs = _G(r.cfg).eval(), r.cfg['bs']
+    L = torch.randn(bs, 1, r.cfg['size'], r.cfg['size'])
+    def fwd():
+        with torch.inference_mode(): G(L)
+    res = dict(img_s=bs / statistics.median(_timed(fwd, r.repeats)))
+    learn = colour_learner(_ours_dls(r, _files(r, bs)), arch=G)
+    img = (np.random.RandomState(0).rand(1500, 2000) * 255).astype(np.uint8)     # 3 MP
+    res['s_per_mp'] = statistics.median(_timed(lambda: colourize(learn, img), max(1, r.repeats // 2))) / 3.0
+    return res
+
+
+MEASURES = {                     # base name -> measurement; `_items` / `_bf16` suffixes set Run.cache / Run.bf16
+    'ours_l1': lambda r: measure_ours(r, gan=False), 'ours_gan': lambda r: measure_ours(r, gan=True),
+    'tutorial_l1': lambda r: measure_tutorial(r, gan=False), 'tutorial_gan': lambda r: measure_tutorial(r, gan=True),
+    'fastai_gan': measure_fastai_gan,
+    'floor_l1': lambda r: measure_floor(r, False, False), 'floor_l1_cl': lambda r: measure_floor(r, False, True),
+    'floor_gan': lambda r: measure_floor(r, True, False), 'floor_gan_cl': lambda r: measure_floor(r, True, True),
+    'data_ours': measure_data_ours, 'data_tutorial': measure_data_tutorial,
+    'flops': measure_flops, 'infer': measure_infer,
+}
+
+
+def worker(name, cfg, batches, repeats, workers=0):
+    import torch
+    warnings.simplefilter('ignore')
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix='bench_') as tmp:
+        r = Run.parse(name, cfg, batches, repeats, workers, Path(tmp))
+        if r.base not in MEASURES: raise ValueError(f"unknown measurement {name!r}; known: {', '.join(MEASURES)}")
+        res = MEASURES[r.base](r)
     res['maxrss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return res
 
 
 # ---------------------------------------------------------------------------------------------- orchestrator
-def run_one(name, cfg_name, batches, repeats):
+def run_one(name, cfg_name, batches, repeats, workers=0):
     cmd = [sys.executable, str(Path(__file__)), '--worker', name, '--cfg', cfg_name,
-           '--batches', str(batches), '--repeats', str(repeats)]
+           '--batches', str(batches), '--repeats', str(repeats), '--workers', str(workers)]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': str(HERE)})
     if out.returncode: raise RuntimeError(f"{name}/{cfg_name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -263,8 +317,7 @@ def main(argv=None):
                    'of all runs: slow drift of a shared machine then hits every row alike (default 2; 1 with --quick)')
     a = p.parse_args(argv)
     if a.worker:
-        print(json.dumps(worker(a.worker, CFGS[a.cfg], a.batches, a.repeats))); return
-    os.environ['BENCH_WORKERS'] = str(a.workers)
+        print(json.dumps(worker(a.worker, CFGS[a.cfg], a.batches, a.repeats, a.workers))); return
     import torch, platform
     cfgs = ['cifar'] if (a.quick or a.tiny) else ['cifar', 'mnv2']
     batches = a.batches or (2 if a.tiny else 3 if a.quick else 10)
@@ -291,7 +344,7 @@ def main(argv=None):
             for name in names:
                 if rnd and name in ('flops', 'infer'): continue          # not throughput rows: measured once
                 b = max(2, batches // 2) if cfg_name == 'mnv2' else batches
-                r = run_one(name, cfg_name, b, repeats)
+                r = run_one(name, cfg_name, b, repeats, a.workers)
                 results[cfg_name][name] = _merge(results[cfg_name].get(name), r)
                 print(f"  {cfg_name:5s} {name:18s} round {rnd + 1}: "
                       f"{ {k: v for k, v in r.items() if k != 'runs'} }", flush=True)

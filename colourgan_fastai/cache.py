@@ -1,68 +1,52 @@
-"""`CachedDL`: a fastai `TfmdDL` that decodes and Lab-converts its images once, then serves batches by tensor ops.
+"""`CachedDL`: a fastai `TfmdDL` that decodes its images once and serves batches from a uint8 tensor in memory.
 
-The per-item DataLoader opens, crops, flips and collates every image in Python on every epoch, and the `LabSplit`
-batch transform converts each batch to Lab again. For a data set of small, equally sized images (CIFAR-10,
-STL-10) that work is the same every epoch, so `CachedDL` does it once: on first use it runs each item through the
-item pipeline in its *validation* form (the centre crop of `Resize`, no flip) and the batch pipeline
-(`IntToFloatTensor`, `LabSplit`), and keeps the resulting (L, ab) tensors in memory. A batch is then one gather
-of rows, plus — on the training set — a random horizontal flip of each image (flipping commutes with the per-pixel
-Lab conversion, so this equals flip-then-convert). Types, `decode`, `show_batch`, `show_results`, `test_dl` and
-`learn.export` work as with any `TfmdDL`; the cache is never pickled. The batches come from `create_batches`, so
-fastai's `DistributedDL` (`learn.distrib_ctx`) shards them like any other; they are marked as converted, and the
-batch pipeline passes them through instead of converting them twice.
+The per-item DataLoader opens, crops, flips and collates every image in Python on every epoch. For a data set of
+small, equally sized images (CIFAR-10, STL-10) the opening and cropping is the same every epoch, so `CachedDL`
+does it once: on first use it runs each item through the item pipeline *without its flips* and in its validation
+form (the deterministic centre crop of `Resize`), and keeps the uint8 result, (N, 3, H, W), 3 bytes a pixel: 0.15 GB
+for all 50,000 CIFAR-10 images, 2.8 GB for all 100,000 unlabeled STL-10 images at 96 px. `create_batches` serves
+each batch as one gather of rows plus, on the training set, a random horizontal flip of each image with the item
+pipeline's `FlipItem` probability. Everything after that is fastai's own DataLoader: the batch is moved to the
+device and the batch transforms (`IntToFloatTensor`, `LabSplit`, and any batch augmentation) run as for every
+DataLoader. Types, `decode`, `show_batch`, `show_results`, `test_dl`, `learn.export` and fastai's `DistributedDL`
+(which shards `create_batches`) work unchanged; the cache is never pickled.
 
-Memory: 12 bytes per pixel (float32 L and ab): 12 KB per 32 px image (0.6 GB for all 50,000 CIFAR-10 images),
-110 KB per 96 px image. Random crops of larger images are not reproduced (each image keeps its centre crop),
-so the cache is for data sets whose images already have the training size; other augmentations raise an error.
+Random item transforms other than flips (e.g. `RandomResizedCrop`) cannot be cached: they raise a ValueError
+rather than being frozen. Each image keeps its centre crop, so the cache is for data sets whose images already
+have the training size.
 """
 import torch
 from fastai.data.core import TfmdDL
 from fasttransform import Pipeline
-from fastai.torch_core import to_device
 from fastai.data.load import fa_collate
 from fastai.vision.augment import Resize, FlipItem
 from fastai.vision.core import ToTensor
-from fastai.data.transforms import IntToFloatTensor
 from fastprogress.fastprogress import progress_bar
 
 __all__ = ['CachedDL']
 
 _CACHEABLE_ITEM_TFMS = (Resize, FlipItem, ToTensor)
-_CACHEABLE_BATCH_TFMS = (IntToFloatTensor,)          # and any batch transform marked `deterministic = True` (LabSplit)
 
 
 def _check_cacheable(dl):
-    "Refuse pipelines whose random augmentations the cache would silently freeze."
+    "Refuse item pipelines whose random augmentations the cache would silently freeze."
     bad = [type(t).__name__ for t in dl.after_item.fs if not isinstance(t, _CACHEABLE_ITEM_TFMS)]
-    bad += [type(t).__name__ for t in dl.after_batch.fs
-            if not (isinstance(t, _CACHEABLE_BATCH_TFMS) or getattr(t, 'deterministic', False))]
-    if bad: raise ValueError(f"cache=True supports Resize, flips and the Lab split only; this pipeline also has "
-                             f"{', '.join(bad)}: use cache=False for other augmentations")
-
-
-class _Converted(tuple):
-    "A batch already in its final form: the batch pipeline passes it through (see `_PassConverted`)."
-
-
-class _PassConverted(Pipeline):
-    "The DataLoader's batch pipeline, except that batches served from the cache (already converted) pass as they are."
-    def __call__(self, o): return tuple(o) if isinstance(o, _Converted) else super().__call__(o)
+    if bad: raise ValueError(f"cache=True supports Resize and flips as item transforms; this pipeline also has "
+                             f"{', '.join(bad)}: use cache=False, or move random augmentation to batch transforms")
 
 
 class CachedDL(TfmdDL):
-    "A `TfmdDL` whose batches come from (L, ab) tensors computed once (see the module docstring)."
-    chunk = 512                                      # items converted per step while building the cache
+    "A `TfmdDL` whose item pipeline runs once per image; batches come from a uint8 tensor (see the module docstring)."
+    chunk = 512                                      # items decoded per step while building the cache
 
     def __init__(self, dataset=None, **kwargs):
         kwargs['num_workers'] = 0                    # batches are one gather: worker processes only add overhead
-        kwargs['pin_memory'] = False                 # pinning would rebuild the batch tuple and lose its marker
         super().__init__(dataset, **kwargs)
-        self.after_batch.__class__ = _PassConverted  # encodes and decodes unchanged for every other batch
         self._cache = None
 
     def new(self, dataset=None, cls=None, **kwargs):
         res = super().new(dataset, cls, **kwargs)
-        if dataset is None or dataset is self.dataset: res._cache = self._cache   # same items: share the tensors
+        if dataset is None or dataset is self.dataset: res._cache = self._cache   # same items: share the tensor
         return res
 
     def __getstate__(self):                          # never pickle the cache (learn.export, worker processes)
@@ -74,38 +58,31 @@ class CachedDL(TfmdDL):
         if getattr(self.dataset, 'split_idx', None) != 0: return 0.
         return next((float(t.p) for t in self.after_item.fs if isinstance(t, FlipItem)), 0.)
 
+    @property
+    def cache(self):
+        "(types, tensors): the collated, unflipped item-pipeline output of every item (uint8 images), built on first use."
+        if self._cache is None: self.build_cache()
+        return self._cache
+
     def build_cache(self):
-        "Decode every item once (centre crop, no flip), convert to (L, ab) with the batch pipeline, keep it."
+        "Run every item once through the item pipeline without flips, in its deterministic (validation) form."
         _check_cacheable(self)
         n = len(self.dataset)
         if n == 0: raise ValueError("CachedDL: the data set is empty")
-        item_split, batch_split = self.after_item.split_idx, self.after_batch.split_idx
-        self.after_item.split_idx, self.after_batch.split_idx = 1, 1          # validation form: deterministic
+        pipe = Pipeline([t for t in self.after_item.fs if not isinstance(t, FlipItem)], split_idx=1)
         parts = []
-        try:
-            starts = range(0, n, self.chunk)
-            for s in progress_bar(starts, display=n > 4 * self.chunk, leave=False):
-                b = fa_collate([self.after_item(self.dataset[i]) for i in range(s, min(s + self.chunk, n))])
-                out = self.after_batch(b)
-                if len(out) != 2: raise ValueError("CachedDL expects the batch pipeline to end in (L, ab)")
-                parts.append([o.as_subclass(torch.Tensor) for o in out])
-        finally: self.after_item.split_idx, self.after_batch.split_idx = item_split, batch_split
-        types = [type(o) for o in out]
-        self._cache = (types, [torch.cat(p).contiguous() for p in zip(*parts)])
+        for s in progress_bar(range(0, n, self.chunk), display=n > 4 * self.chunk, leave=False):
+            b = fa_collate([pipe(self.dataset[i]) for i in range(s, min(s + self.chunk, n))])
+            parts.append(b)
+        types = [type(o) for o in parts[0]]
+        self._cache = (types, [torch.cat([p[i].as_subclass(torch.Tensor) for p in parts]).contiguous()
+                               for i in range(len(types))])
         return self
 
-    def __iter__(self):
-        "fastai's `DataLoader.__iter__` minus the detour through torch's DataLoader (no workers, nothing to pin)."
-        self.randomize()
-        self.before_iter()
-        for b in self.create_batches(self.get_idxs()): yield self.after_batch(to_device(b, self.device))
-        self.after_iter()
-
     def create_batches(self, samps):
-        """Batches of the sampled indices (fastai's `DataLoader.__iter__` and `DistributedDL` call this): one gather
-        per tensor and a per-image random flip, returned as already-converted batches."""
-        if self._cache is None: self.build_cache()
-        types, tensors = self._cache
+        """Collated batches of the sampled indices (fastai's DataLoader and `DistributedDL` call this): one gather
+        per tensor and a per-image random flip; the batch transforms then run as usual."""
+        types, tensors = self.cache
         idxs = torch.as_tensor(list(samps), dtype=torch.long)
         g = torch.Generator().manual_seed(self.rng.getrandbits(63))
         p, bs = self.flip_p, self.bs
@@ -115,5 +92,6 @@ class CachedDL(TfmdDL):
             b = [t.index_select(0, ix) for t in tensors]
             if p > 0:
                 m = torch.rand(len(ix), generator=g) < p
-                for t in b: t[m] = t[m].flip(-1)
-            yield _Converted(typ(t) for typ, t in zip(types, b))
+                for t in b:
+                    if t.ndim == 4: t[m] = t[m].flip(-1)
+            yield tuple(typ(t) for typ, t in zip(types, b))

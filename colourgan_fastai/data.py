@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
-                               FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter)
+                               FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter,
+                               RandomSplitter)
 
 from .lab import encode_lab, decode_lab
-from .images import load_rgb, image_array, IMAGE_EXTS
+from .images import load_rgb
 from .cache import CachedDL
 
 __all__ = ['PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
-           'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS']
+           'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS',
+           'dls_from_lists', 'sample_photo']
 
 class PILColour(PILImage):
     "A `PILImage` that reads every image type as 8-bit RGB (see `load_rgb`)."
@@ -31,7 +33,6 @@ class PILColour(PILImage):
 class LabSplit(ItemTransform):
     "Batch transform: RGB batch in [0,1] -> (L, ab), normalised; decodes back to (grey RGB, RGB)."
     order = 95                                   # after IntToFloatTensor and any augmentation
-    deterministic = True                         # same output for the same input: `CachedDL` may precompute it
 
     def encodes(self, b):
         if len(b) != 1: return b                 # already split (e.g. a batch built by hand)
@@ -61,7 +62,7 @@ def _subset(items, n, seed):
     return [items[i] for i in sorted(idx)]
 
 
-def _dls_from_lists(train, valid, size, bs, get_x=None, seed=42, cache=False, **kwargs):
+def dls_from_lists(train, valid, size, bs, get_x=None, seed=42, cache=False, **kwargs):
     """Train/valid item lists -> colour DataLoaders. `cache=True`: `CachedDL`s that decode and Lab-convert every
     image once and then batch by tensor ops (for equally sized images; see cache.py)."""
     if not len(train): raise ValueError("no training images")
@@ -84,7 +85,7 @@ def _untar_split_dls(url, data, valid_name, n_train, n_valid, size, bs, seed, **
     path = _untar(url, data)
     train, valid = (sorted(get_image_files(path / sub)) for sub in ('train', valid_name))
     if not train or not valid: raise FileNotFoundError(f"no images under {path}/train and {path}/{valid_name}")
-    return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
+    return dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs, seed=seed, **kwargs)
 
 
 def cifar10_dls(data=None, n_train=8000, size=32, bs=64, seed=42, n_valid=None, cache=True, **kwargs):
@@ -132,7 +133,7 @@ def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, cache=T
         arrays = [read_stl10_binary(binp / 'train_X.bin'), read_stl10_binary(binp / 'test_X.bin')]
         train = [ArrayIndex(0, i) for i in range(len(arrays[0]))]
         valid = [ArrayIndex(1, i) for i in range(len(arrays[1]))]
-        return _dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs,
+        return dls_from_lists(_subset(train, n_train, seed), _subset(valid, n_valid, seed), size, bs,
                                get_x=ArrayItems(arrays), seed=seed, cache=cache, **kwargs)
     if (path / 'train').is_dir() and (path / 'test').is_dir():
         return colour_dls(path / 'train', size=size, bs=bs, valid=path / 'test', seed=seed, n_train=n_train,
@@ -142,13 +143,14 @@ def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, cache=T
 
 # ---------------------------------------------------------------------------------------------- any images
 def find_images(src) -> list:
-    "Image files in a folder (recursively, sorted) or a list of paths; clear errors for missing/empty folders."
+    """Image files in a folder (fastai's `get_image_files`, recursive, sorted) or a list of paths; clear errors for
+    missing and empty folders."""
     if isinstance(src, (str, Path)):
         src = Path(src)
         if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
         if src.is_file(): return [src]
-        files = sorted(p for p in src.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-        if not files: raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) found in {src}")
+        files = sorted(get_image_files(src))
+        if not files: raise ValueError(f"no image files found in {src}")
         return files
     files = list(src)
     if not files: raise ValueError("the list of images is empty")
@@ -185,16 +187,20 @@ def colour_dls(source, size=64, bs=32, valid_pct=0.2, valid=None, seed=42, n_tra
         train = files
     else:
         if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
-        if len(files) < 2: raise ValueError("need at least 2 usable images to split off a validation set")
-        idx = np.random.RandomState(seed).permutation(len(files))
-        n_val = max(1, int(round(valid_pct * len(files))))
-        vfiles = [files[i] for i in sorted(idx[:n_val])]
-        train = [files[i] for i in sorted(idx[n_val:])]
+        if int(valid_pct * len(files)) < 1 or len(files) < 2:
+            raise ValueError(f"{len(files)} usable image(s) leave none for validation at valid_pct={valid_pct}")
+        t_idx, v_idx = RandomSplitter(valid_pct, seed)(files)
+        vfiles, train = [files[i] for i in sorted(v_idx)], [files[i] for i in sorted(t_idx)]
     kwargs.setdefault('num_workers', None)
-    return _dls_from_lists(_subset(train, n_train, seed), vfiles, size, bs, seed=seed, **kwargs)
+    return dls_from_lists(_subset(train, n_train, seed), vfiles, size, bs, seed=seed, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------- embedded default
+def sample_photo(i) -> np.ndarray:
+    "The i-th (modulo their number) colour photo scikit-image ships, as a uint8 (H, W, 3) array."
+    return PhotoCrops.photo(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)])
+
+
 SAMPLE_PHOTOS = ('astronaut.png', 'coffee.png', 'chelsea.png', 'rocket.jpg', 'hubble_deep_field.jpg', 'ihc.png',
                  'retina.jpg', 'motorcycle_left.png', 'motorcycle_right.png')
 
@@ -237,4 +243,4 @@ def sample_photos_dls(size=64, n=2000, bs=32, seed=42, valid_pct=0.2, **kwargs):
         train += _crop_specs(rng, name, n_tr_j, size, 0, cut, h)
         valid += _crop_specs(rng, name, n_va_j, size, cut, w, h)
     kwargs.setdefault('num_workers', 0)
-    return _dls_from_lists(train, valid, size, bs, get_x=PhotoCrops(), seed=seed, **kwargs)
+    return dls_from_lists(train, valid, size, bs, get_x=PhotoCrops(), seed=seed, **kwargs)

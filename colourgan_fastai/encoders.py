@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 import torchvision.models as tvm
-from fastai.vision.all import has_pool_type, cut_model
+from fastai.vision.all import has_pool_type, create_body
+from fastai.vision.learner import _get_first_layer
 
 __all__ = ['resnet20_cifar', 'CifarResNet', 'encoder_body', 'adapt_first_conv', 'KNOWN_ARCHS', 'IMAGENET_STATS',
            'CIFAR_STATS']
@@ -108,15 +109,6 @@ KNOWN_ARCHS = {'resnet18': tvm.resnet18, 'resnet34': tvm.resnet34, 'resnet50': t
                'mobilenet_v2': tvm.mobilenet_v2, 'resnet20_cifar': resnet20_cifar}
 
 
-def _first_conv(module):
-    "(parent, name, conv) of the first Conv2d in `module`."
-    for name, child in module.named_children():
-        if isinstance(child, nn.Conv2d): return module, name, child
-        found = _first_conv(child)
-        if found: return found
-    return None
-
-
 def adapt_first_conv(conv: nn.Conv2d, stats=IMAGENET_STATS, pretrained=True) -> nn.Conv2d:
     """An RGB first convolution turned into one that reads the network's L input (L/50-1, about 2g-1 for a grey
     level g). The RGB weights are folded, with the normalisation they were trained with, so that on a grey image
@@ -156,24 +148,29 @@ def _build(arch, pretrained, weights):
     return model, bool(pretrained or weights is not None)
 
 
+# fastai cuts before the last pooling layer; these have none where the body ends, so they name their cut
+_CUTS = {CifarResNet: lambda m: m.body(),
+         tvm.MobileNetV2: lambda m: nn.Sequential(*list(m.features.children())[:-1])}   # before the 1280-ch 1x1 conv
+
+
 def encoder_body(arch='resnet18', pretrained=True, weights=None) -> nn.Sequential:
-    """The convolutional body of `arch`, reading 1 channel (L). Known cuts: torchvision ResNets (before the pool),
-    MobileNetV2 (`features[:-1]`, before its 1280-channel 1x1 conv), CIFAR ResNets; any other model is cut before
-    its last pooling layer, as fastai's `create_body` does."""
+    """The convolutional body of `arch`, reading 1 channel (L), cut by fastai's `create_body` (before the last
+    pooling layer: torchvision ResNets and most others), or at a known cut (CIFAR ResNets; MobileNetV2's
+    `features[:-1]`, since keeping its 1280-channel 1x1 conv makes the U-Net's decoder explode). An nn.Sequential
+    without pooling is taken whole. The first convolution is then folded to read L (`adapt_first_conv`) instead of
+    fastai's `n_in=1` weight sum, which would ignore the normalisation the pretrained weights expect."""
     model, has_weights = _build(arch, pretrained, weights)
     stats = getattr(model, 'stats', IMAGENET_STATS)
-    if isinstance(model, CifarResNet): body = model.body()
-    elif isinstance(model, tvm.ResNet): body = nn.Sequential(*list(model.children())[:-2])
-    elif isinstance(model, tvm.MobileNetV2): body = nn.Sequential(*list(model.features.children())[:-1])
-    elif isinstance(model, nn.Sequential) and not any(has_pool_type(c) for c in model.children()): body = model
-    else:
-        ll = list(enumerate(model.children()))
-        cut = next((i for i, o in reversed(ll) if has_pool_type(o)), None)
-        if cut is None: raise ValueError(f"cannot find where to cut {type(model).__name__}: pass an nn.Sequential body")
-        body = cut_model(model, cut)
-    found = _first_conv(body)
-    if found is None: raise ValueError(f"{type(model).__name__} has no Conv2d to read the L channel")
-    parent, name, conv = found
+    cut = next((c for t, c in _CUTS.items() if isinstance(model, t)), None)
+    if cut is None and isinstance(model, nn.Sequential) and not any(has_pool_type(c) for c in model.children()):
+        cut = lambda m: m
+    if cut is None and not any(has_pool_type(c) for c in model.children()):
+        raise ValueError(f"cannot find where to cut {type(model).__name__}: pass an nn.Sequential body")
+    body = create_body(model, n_in=3, pretrained=has_weights, cut=cut)
+    if not any(isinstance(m, nn.Conv2d) for m in body.modules()):
+        raise ValueError(f"{type(model).__name__} has no Conv2d to read the L channel")
+    conv, parent, name = _get_first_layer(body)
+    if not isinstance(conv, nn.Conv2d): raise ValueError(f"the first layer of {type(model).__name__} is not a Conv2d")
     if conv.in_channels == 3: setattr(parent, name, adapt_first_conv(conv, stats, has_weights))
     elif conv.in_channels != 1: raise ValueError(f"first convolution takes {conv.in_channels} channels; need 3 or 1")
     return body

@@ -10,6 +10,9 @@ array that reads both ways, e.g. (3, 4, 4), is refused: pass it channel-last.
 PIL's own modes keep PIL's meaning: 'I;16' and 'I' (16-bit PNG and TIFF greys) are 16-bit, 'F' is on PIL's
 0-255 scale (as `Image.convert('L')` reads it). Alpha is composited on white for training and kept by
 `colourize`. EXIF orientation is applied to files and PIL images.
+
+Deliberately not scikit-image's `img_as_float`: it scales int32 by 2^31 (an int32 photo comes out black) and
+passes floats in 0-255 through, the two silent failures this rule exists to refuse.
 """
 from pathlib import Path
 
@@ -17,9 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 
 __all__ = ['open_image', 'image_array', 'array_scale', 'to_unit_float', 'rgb_uint8', 'load_rgb', 'n_frames',
-           'image_frames', 'IMAGE_EXTS']
-
-IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm'}
+           'image_frames']
 _FLOAT_TOL = 1e-3             # float images may overshoot [0, 1] by rounding noise this large; it is clipped
 
 

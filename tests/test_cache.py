@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from colourgan_fastai import colour_dls, colour_learner, CachedDL, load_colourizer
-from colourgan_fastai.data import colour_datablock, _dls_from_lists
+from colourgan_fastai.data import colour_datablock, dls_from_lists
 
 
 @pytest.fixture(scope='module')
@@ -24,6 +24,14 @@ def _dls(folder, cache, **kw):
     return colour_dls(folder, size=16, bs=8, cache=cache, **kw)
 
 
+def _cached_L(dl):
+    "The L channel of every cached image, through the loader's own batch transforms (as a batch would get it)."
+    from fastai.vision.all import TensorImage
+    types, (imgs,) = dl.cache
+    assert imgs.dtype == torch.uint8 and imgs.shape[1:] == (3, 16, 16)           # 3 bytes a pixel
+    return dl.after_batch((TensorImage(imgs),))[0]
+
+
 def test_cached_batches_equal_the_per_item_pipeline(folder):
     cached, plain = _dls(folder, True), _dls(folder, False)
     assert isinstance(cached.train, CachedDL) and isinstance(cached.valid, CachedDL)
@@ -37,7 +45,7 @@ def test_cached_batches_equal_the_per_item_pipeline(folder):
 
 def test_training_epoch_covers_every_image_once_with_random_flips(folder):
     dls = _dls(folder, True)
-    L_all = dls.train.build_cache()._cache[1][0]
+    L_all = _cached_L(dls.train)
     keys = {}
     for i, img in enumerate(L_all): keys[img.numpy().tobytes()] = (i, False); keys[img.flip(-1).numpy().tobytes()] = (i, True)
     epochs = []
@@ -53,7 +61,7 @@ def test_training_epoch_covers_every_image_once_with_random_flips(folder):
         epochs.append(seen)
     assert epochs[0] != epochs[1]                                                    # reshuffled each epoch
     valid_L = torch.cat([b[0] for b in dls.valid])                                   # validation: in order,
-    assert torch.equal(valid_L, dls.valid._cache[1][0])                              # never flipped
+    assert torch.equal(valid_L, _cached_L(dls.valid))                              # never flipped
 
 
 def test_flip_probability_follows_the_item_pipeline(folder):
@@ -61,30 +69,40 @@ def test_flip_probability_follows_the_item_pipeline(folder):
     db = colour_datablock(splitter=RandomSplitter(seed=0), size=16, flip=False)
     db.item_tfms.append(FlipItem(p=1.))
     dls = db.dataloaders(get_image_files(folder), bs=8, dl_type=CachedDL)
-    L_all = dls.train.build_cache()._cache[1][0]
+    L_all = _cached_L(dls.train)
     mirrored = {img.flip(-1).numpy().tobytes() for img in L_all}
     assert dls.train.flip_p == 1. and dls.valid.flip_p == 0.
     assert all(img.numpy().tobytes() in mirrored for L_, _ in dls.train for img in L_)    # p=1: every image
 
 
-def test_random_augmentations_are_refused_not_frozen(folder):
-    from fastai.vision.all import RandomResizedCrop, get_image_files, RandomSplitter
+def test_random_item_augmentations_are_refused_not_frozen_and_batch_augmentations_run(folder):
+    from fastai.vision.all import RandomResizedCrop, get_image_files, RandomSplitter, Brightness
     db = colour_datablock(splitter=RandomSplitter(seed=0), size=16)
     db.item_tfms.append(RandomResizedCrop(16))
     dls = db.dataloaders(get_image_files(folder), bs=8, dl_type=CachedDL)
     with pytest.raises(ValueError, match='RandomResizedCrop'): dls.train.one_batch()
+    # batch transforms are not cached: a random batch augmentation differs from epoch to epoch
+    db = colour_datablock(splitter=RandomSplitter(seed=0), size=16, flip=False)
+    db.batch_tfms.insert(0, Brightness(max_lighting=0.5, p=1.))
+    dls = db.dataloaders(get_image_files(folder), bs=8, dl_type=CachedDL, shuffle=False)
+    a, b = dls.train.one_batch()[0], dls.train.one_batch()[0]
+    assert not torch.equal(a, b)
 
 
 def test_cache_is_not_pickled_and_export_stays_small(folder, tmp_path):
     dls = _dls(folder, True)
+    unbuilt = len(pickle.dumps(dls.train))
     dls.train.one_batch()
-    assert dls.train._cache is not None
+    cache_bytes = dls.train.cache[1][0].numel()
+    assert abs(len(pickle.dumps(dls.train)) - unbuilt) < cache_bytes // 10          # the images are not in it
+    assert cache_bytes == len(dls.train_ds) * 3 * 16 * 16
     assert pickle.loads(pickle.dumps(dls.train))._cache is None
     learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
     learn.fit(1, 1e-3)                                   # a Learner trains on cached batches
     learn.export(tmp_path / 'm.pkl')
-    G = load_colourizer(tmp_path / 'm.pkl')
-    assert G is not None
+    model_bytes = sum(p.numel() for p in learn.model.parameters()) * 4
+    assert (tmp_path / 'm.pkl').stat().st_size < model_bytes * 1.5 + 200_000    # weights and code, no images
+    assert load_colourizer(tmp_path / 'm.pkl').model.img_size == (16, 16)
 
 
 def test_show_batch_and_test_dl_work_on_cached_loaders(folder):
@@ -104,7 +122,7 @@ def test_fastai_distributed_loader_serves_the_cached_batches(folder, monkeypatch
     from fastai.distributed import DistributedDL
     monkeypatch.setattr(DistributedDL, '_broadcast', lambda self, t, rank: t)        # no process group here
     dls = _dls(folder, True)
-    L_all = dls.train.build_cache()._cache[1][0]
+    L_all = _cached_L(dls.train)
     stored = {img.numpy().tobytes() for img in L_all} | {img.flip(-1).numpy().tobytes() for img in L_all}
     dls.train.do_item = lambda s: pytest.fail("the per-item path was used")              # only the cache may serve
     seen = []
@@ -118,4 +136,4 @@ def test_fastai_distributed_loader_serves_the_cached_batches(folder, monkeypatch
 
 
 def test_empty_training_list_is_a_clear_error():
-    with pytest.raises(ValueError, match='no training images'): _dls_from_lists([], [1], 16, 4, cache=True)
+    with pytest.raises(ValueError, match='no training images'): dls_from_lists([], [1], 16, 4, cache=True)

@@ -22,8 +22,20 @@ def test_lab_split_decodes_to_rgb():
     grey, colour = LabSplit().decode((L, ab))
     assert torch.allclose(colour, rgb, atol=1e-4)
     assert grey.shape == (2, 3, 8, 8) and torch.allclose(grey[:, 0], grey[:, 1], atol=1e-4)   # grey: R=G=B
-    # full pipeline decode (as show_batch does): the original colours, as 0-255 ints
     assert isinstance(colour, TensorImage)
+
+
+def test_full_pipeline_decode_gives_back_the_images_on_the_0_255_scale(tiny_dls):
+    "dls.decode (as show_batch does): LabSplit, then IntToFloatTensor's decode -> the original 8-bit colours."
+    from fastai.vision.all import PILImage
+    dl = tiny_dls.valid
+    L, ab = dl.one_batch()
+    grey, colour = dl.decode((L, ab))
+    item = dl.dataset[0][0]                                         # the first validation crop, as 8-bit RGB
+    crop = np.asarray(dl.after_item((item,))[0].permute(1, 2, 0), dtype=float)
+    got = colour[0].permute(1, 2, 0).float().numpy()
+    assert got.max() > 1.5 and got.min() >= 0 and got.max() <= 255           # 0-255, not 0-1
+    assert np.abs(got - crop).max() <= 1.0                          # Lab round trip within 8-bit rounding
 
 
 def test_show_batch_draws_grey_and_colour(tiny_dls):

@@ -27,10 +27,16 @@ def test_lab_to_rgb_matches_skimage_and_round_trips():
     assert torch.allclose(lab_to_rgb(rgb_to_lab(x)), x, atol=1e-4)
 
 
-def test_lab_to_rgb_clips_out_of_gamut_colours():
-    lab = torch.tensor([50., 110., -110.]).view(3, 1, 1)
-    rgb = lab_to_rgb(lab)
-    assert rgb.min() >= 0 and rgb.max() <= 1
+def test_out_of_gamut_colours_clip_in_lab_to_rgb_but_keep_L_in_fit_lab_in_gamut():
+    from colourgan_fastai import fit_lab_in_gamut
+    lab = torch.tensor([50., 110., -110.]).view(3, 1, 1)          # far outside sRGB
+    clipped = lab_to_rgb(lab)
+    assert ((clipped == 0) | (clipped == 1)).any()                  # clipping hit a channel's bound...
+    assert abs(rgb_to_lab(clipped)[0].item() - 50) > 1              # ...and moved the lightness (by 1.5)
+    fitted = fit_lab_in_gamut(lab)
+    assert abs(fitted[0].item() - 50) < 1e-6 and fitted[1:].abs().max() < 110   # chroma shrunk, L kept
+    rgb = lab_to_rgb(fitted)
+    assert abs(rgb_to_lab(rgb)[0].item() - 50) < 0.1                # in gamut: L survives the round trip
 
 
 def test_normalisation_ranges_and_inverse():
