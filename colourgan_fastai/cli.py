@@ -88,27 +88,40 @@ def _dls_for(a):
 
 def cmd_train(a):
     from fastai.torch_core import set_seed
-    from . import colour_learner, colour_metrics, CachedDL
-    from .recipe import train_l1_then_gan
+    from . import colour_learner, colour_metrics, CachedDL, encoder_classifier
+    from .recipe import train_l1_then_gan, train_semantic_colour
     out = Path(a.out)
     if out.with_suffix('.pkl').exists() and not a.overwrite:
         raise FileExistsError(f"{out.with_suffix('.pkl')} exists; pass --overwrite to replace it")
     set_seed(a.seed)
     dls = _dls_for(a)
-    learn = colour_learner(dls, arch=a.arch, pretrained=not a.no_pretrained, weights=a.encoder_weights,
+    pretrained = not a.no_pretrained
+    learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
                            metrics=colour_metrics())
     if a.bf16: learn.to_bf16()
     learn.path = out.parent.absolute(); learn.model_dir = '.'
+    epochs = a.epochs if a.epochs is not None else {'seed': 20, 'semantic': 4}[a.recipe]
     print(f"train: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images, "
           f"{'batched from memory (CachedDL)' if isinstance(dls.train, CachedDL) else 'decoded per item'}, "
-          f"{'bf16 mixed precision' if a.bf16 else 'fp32'}")
-    train_l1_then_gan(learn, a.epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1,
-                      after_l1=lambda l: l.save(out.name + '_unet'))
-    learn.save(out.name)
-    learn.remove_cb(learn.gan_colourizer)
+          f"{'bf16 mixed precision' if a.bf16 else 'fp32'}, recipe {a.recipe}")
+    after_l1 = lambda l: l.save(out.name + '_unet')
+    if a.recipe == 'seed':
+        train_l1_then_gan(learn, epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1, after_l1=after_l1)
+        learn.save(out.name)
+        learn.remove_cb(learn.gan_colourizer)
+        what = 'with D, for resuming'
+    else:
+        clf = encoder_classifier(a.arch, pretrained, a.encoder_weights) if a.semantic_weight else None
+        if clf is None and a.semantic_weight:
+            print("train: the encoder has no pretrained classifier, so the semantic loss is left out")
+        train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
+                              semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
+                              after_l1=after_l1)
+        learn.save(out.name)
+        what = 'for resuming'
     learn.to_fp32()                                 # the exported generator is a plain fp32 model
     learn.export(out.with_suffix('.pkl').name)
-    print(f"saved {out}_unet.pth (U-Net only), {out}.pth (with D, for resuming) and {out.with_suffix('.pkl')} (for colourize)")
+    print(f"saved {out}_unet.pth (after phase 1), {out}.pth ({what}) and {out.with_suffix('.pkl')} (for colourize)")
     return 0
 
 
@@ -164,16 +177,23 @@ def build_parser():
     d.add_argument('--out', default='images/demo_results.png'); d.add_argument('--model', default='models/demo.pkl')
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser('train', help='L1 pretraining then GAN fine-tuning on a data set')
+    t = sub.add_parser('train', help='train a colourizer on a data set (--recipe semantic or seed)')
     t.add_argument('--dataset', choices=['cifar10', 'stl10', 'imagenette', 'folder'], default='cifar10')
     t.add_argument('--data', help='data root (cifar10/imagenette: the folder holding cifar10/ or imagenette2-160/; '
                                   'stl10: the folder with stl10_binary/; folder: a folder of images)')
     t.add_argument('--valid', help='--dataset folder: a separate folder of validation images')
     t.add_argument('--arch', default='resnet20_cifar'); t.add_argument('--encoder-weights')
     t.add_argument('--no-pretrained', action='store_true', help='random encoder (no weights download)')
-    t.add_argument('--epochs', type=int, default=20); t.add_argument('--gan-epochs', type=int, default=20)
-    t.add_argument('--lr', type=float, default=1e-3); t.add_argument('--gan-lr', type=float, default=2e-4)
-    t.add_argument('--lambda-l1', type=float, default=100.)
+    t.add_argument('--recipe', choices=['semantic', 'seed'], default='semantic',
+                   help="semantic (default): L1 + semantic loss + EMA, then + colourfulness loss (README, Results); "
+                        "seed: the reference recipe, L1 then GAN (lambda 100)")
+    t.add_argument('--epochs', type=int, help='phase-1 epochs (default: 4 semantic, 20 seed)')
+    t.add_argument('--lr', type=float, default=1e-3)
+    t.add_argument('--colour-epochs', type=int, default=1, help='semantic: epochs with the colourfulness loss')
+    t.add_argument('--colour-lr', type=float, default=3e-4)
+    t.add_argument('--semantic-weight', type=float, default=0.05); t.add_argument('--colourfulness-weight', type=float, default=1.)
+    t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
+    t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)
     t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')

@@ -9,7 +9,7 @@ import torchvision.models as tvm
 from fastai.vision.all import has_pool_type, create_body
 from fastai.vision.learner import _get_first_layer
 
-__all__ = ['resnet20_cifar', 'CifarResNet', 'encoder_body', 'adapt_first_conv', 'KNOWN_ARCHS', 'IMAGENET_STATS',
+__all__ = ['resnet20_cifar', 'CifarResNet', 'encoder_body', 'encoder_classifier', 'adapt_first_conv', 'KNOWN_ARCHS', 'IMAGENET_STATS',
            'CIFAR_STATS']
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -146,6 +146,13 @@ def _build(arch, pretrained, weights):
         _load_strict(model, state.get('state_dict', state) if isinstance(state, dict) else state,
                      f"encoder weights {weights}")
     return model, bool(pretrained or weights is not None)
+
+
+def encoder_classifier(arch='resnet18', pretrained=True, weights=None):
+    """The whole pretrained network the encoder comes from (an RGB classifier, for `SemanticLoss`), or None when it
+    has no weights (random init)."""
+    model, has_weights = _build(arch, pretrained, weights)
+    return model.eval() if has_weights else None
 
 
 # fastai cuts before the last pooling layer; these have none where the body ends, so they name their cut

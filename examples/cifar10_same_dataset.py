@@ -1,13 +1,21 @@
-"""Case 1: the encoder is pretrained on the same data set (CIFAR-10, 32 px).
+"""Case 1: the encoder is pretrained on the same data set (CIFAR-10, 32 px); the seed recipe against the library's.
 
-8,000 training images (seeded subset) of CIFAR-10, validation on the test folder; generator = DynamicUnet on the
-CIFAR-10 ResNet-20; L1 pretraining, then GANColourizer fine-tuning. Writes images/cifar_recolourized.gif,
-images/cifar10_unet_vs_gan_loss.png and images/cifar10_metrics.md, the last with the top-1 accuracy of the
-ResNet-20 classifier on the colourised test images (Zhang et al.'s semantic test).
+Both recipes train a DynamicUnet on the CIFAR-10 ResNet-20 and are scored on all 5,000 test images:
+- `seed`: the reference recipe (`train_l1_then_gan`): 8,000 training images, L1 epochs then GAN epochs (lambda 100);
+- `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 + a semantic loss
+  through the ResNet-20 classifier with an EMA of G, then a short phase with `ColourfulnessLoss`.
+The judge of the semantic test is an *independent* classifier, the CIFAR-10 ResNet-32 (`--judge`): it is used
+only here, after training, never in a loss or to choose anything. Each final generator is exported with
+`learn.export` to `<out>/<recipe>/final.pkl` (never committed). Writes images/cifar_recolourized.gif (a row per
+stage), images/cifar10_unet_vs_gan_loss.png and images/cifar10_metrics.md.
 
-    python examples/cifar10_same_dataset.py --data ../shared/data --budget-minutes 60   # or --full
+    python examples/cifar10_same_dataset.py --data ../shared/data                 # both recipes, about 60 min
+    python examples/cifar10_same_dataset.py --recipes semantic --seed 43          # one recipe, another seed
 """
+import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -16,7 +24,8 @@ from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
-from colourgan_fastai import cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab
+from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
+                              train_l1_then_gan, train_semantic_colour)
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -37,36 +46,108 @@ class Top1(Metric):
     def name(self): return 'top1'
 
 
-def main(argv=None):
-    p = ex.parser(__doc__.split('\n')[0], 'runs/cifar10')
-    p.add_argument('--weights', default='../shared/weights/resnet20-12fca82f.th', help='CIFAR-10 ResNet-20 checkpoint')
-    a = p.parse_args(argv)
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--data', default='../shared/data', help='root holding cifar10/ (untar_data layout)')
+    p.add_argument('--weights', default='../shared/weights/resnet20-12fca82f.th',
+                   help='CIFAR-10 ResNet-20: the encoder, and the semantic loss of the semantic recipe')
+    p.add_argument('--judge', default='../shared/weights/resnet32-d509ac18.th',
+                   help='CIFAR-10 ResNet-32: the independent judge of the semantic test (never trained on, never a loss)')
+    p.add_argument('--recipes', nargs='+', default=['seed', 'semantic'], choices=['seed', 'semantic'])
+    p.add_argument('--seed-n-train', type=int, default=8000, help='seed recipe: training images (the seed used 8,000)')
+    p.add_argument('--epochs', type=int, default=11, help='seed recipe: L1 epochs')
+    p.add_argument('--gan-epochs', type=int, default=11, help='seed recipe: GAN epochs')
+    p.add_argument('--full', action='store_true', help='seed recipe in full: 20 L1 + 20 GAN epochs')
+    p.add_argument('--n-train', type=int, default=50000, help='semantic recipe: training images')
+    p.add_argument('--sem-epochs', type=int, default=4, help='semantic recipe: L1 + semantic epochs')
+    p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
+    p.add_argument('--semantic-weight', type=float, default=0.05)
+    p.add_argument('--colourfulness-weight', type=float, default=1.)
+    p.add_argument('--n-valid', type=int); p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--images', default='images', help='where figures and the table go')
+    p.add_argument('--out', default='runs/cifar10', help='where models and CSV logs go (never committed)')
+    p.add_argument('--figures-only', action='store_true', help='redraw figures and table from the runs in --out')
+    return p
+
+
+def run_recipe(recipe, a, out):
+    "Train one recipe; returns its learner (final weights), its phase-1 state, curves and wall time."
     set_seed(a.seed)
+    n_train = a.seed_n_train if recipe == 'seed' else a.n_train
+    dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+    out.mkdir(parents=True, exist_ok=True)
+    learn.path, learn.model_dir = out.absolute(), '.'
+    phase1 = {}
+    def after_l1(l):
+        phase1['curve'], phase1['state'] = [v[1] for v in l.recorder.values], ex.snapshot(l.model)
+        l.save('phase1')
+    t0 = time.time()
+    if recipe == 'seed':
+        E, G = (20, 20) if a.full else (a.epochs, a.gan_epochs)
+        train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
+        learn.remove_cbs(learn.cbs.filter(lambda c: type(c).__name__ == 'GANColourizer'))
+        plan = f"{len(dls.train_ds)} training images, {E} L1 + {G} GAN epochs (λ = 100)"
+    else:
+        E, G = a.sem_epochs, a.colour_epochs
+        train_semantic_colour(learn, E, G, classifier=resnet20_cifar(a.weights), semantic_weight=a.semantic_weight,
+                              colourfulness_weight=a.colourfulness_weight, csv_logs=True, after_l1=after_l1)
+        plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic (EMA), then "
+                f"{G} with + {a.colourfulness_weight:g}·colourfulness")
+    wall = time.time() - t0
+    learn.save('final')
+    learn.export(out.absolute() / 'final.pkl')
+    curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values])
+    return learn, phase1['state'], curves, wall, plan, (E, G)
+
+
+STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
+               'semantic': ('semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness)')}
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
-    dls = cifar10_dls(a.data, n_train=a.n_train or 8000, bs=a.bs or 64, seed=a.seed, n_valid=a.n_valid)
-    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
-    if a.figures_only:
-        unet_state, saved = ex.load_run(learn, out)
-        rows, curves, E, G, table = saved['rows'], saved['curves'], saved['epochs'], saved['gan_epochs'], ''
-    else:
-        E, G = ex.plan_epochs(learn, a)
-        unet_state, curves = ex.train(learn, E, G, out)
-        learn.remove_cbs(learn.cbs.filter(lambda c: type(c).__name__ == 'GANColourizer'))
-        labels = [CLASSES.index(Path(f).parent.name) for f in dls.valid.items]
-        clf = resnet20_cifar(a.weights)
-        rows = ex.score_table(learn, unet_state, lambda: [Top1(clf, labels)])
-        title = (f"CIFAR-10, 32 px: {len(dls.train_ds)} training images, {len(dls.valid_ds)} test images; "
-                 f"ResNet-20 U-Net, {E} L1 epochs then {G} GAN epochs (λ = 100)")
-        table = ex.markdown_table(rows, title)
-        (images / 'cifar10_metrics.md').write_text(table)
-        ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, epochs=E, gan_epochs=G))
-    L_, ab = ex.fixed_batch(learn)
-    ex.write_gif(images / 'cifar_recolourized.gif', L_, ex.stage_predictions(learn, unet_state, L_, ab))
-    ex.plot_curves(images / 'cifar10_unet_vs_gan_loss.png',
-                   {'U-Net only (L1)': (list(range(1, E + 1)), curves['unet']),
-                    'U-Net + GAN': (list(range(E + 1, E + G + 1)), curves['gan'])},
-                   'CIFAR-10: validation L1, U-Net phase then GAN phase')
+    judge = resnet20_cifar(a.judge, depth=32)
+    rows, curves, stages, plans, L_ = {}, {}, {}, {}, None
+    for recipe in a.recipes:
+        run_dir = out / recipe
+        if a.figures_only:
+            set_seed(a.seed)
+            dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
+            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+            learn.path, learn.model_dir = run_dir.absolute(), '.'
+            learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
+            saved = json.loads((run_dir / 'metrics.json').read_text())
+        else:
+            learn, p1, c, wall, plan, (E, G) = run_recipe(recipe, a, run_dir)
+            labels = [CLASSES.index(Path(f).parent.name) for f in learn.dls.valid.items]
+            scored = ex.score_table(learn, p1, lambda: [Top1(judge, labels)])
+            saved = dict(rows={STAGE_NAMES[recipe][0]: scored['U-Net only (L1)'],
+                               STAGE_NAMES[recipe][1]: {**scored['U-Net + GAN'], 'train_min': wall / 60}},
+                         grey=scored['grey (ab = 0)'], truth=scored['truth'], plan=plan, epochs=[E, G],
+                         curves=c, wall_s=wall, seed=a.seed)
+            ex.save_json(run_dir / 'metrics.json', saved)
+        rows.setdefault('grey (ab = 0)', saved['grey'])
+        rows.update(saved['rows'])
+        plans[recipe] = saved['plan']
+        E, G = saved['epochs']
+        curves[STAGE_NAMES[recipe][0]] = (list(range(1, E + 1)), saved['curves']['phase1'])
+        curves[STAGE_NAMES[recipe][1]] = (list(range(E + 1, E + G + 1)), saved['curves']['phase2'])
+        if L_ is None: L_, ab = ex.fixed_batch(learn)
+        st = ex.stage_predictions(learn, p1, L_, ab)
+        stages[recipe] = [(STAGE_NAMES[recipe][0], st[1][1]), (STAGE_NAMES[recipe][1], st[2][1])]
+    rows['truth'] = saved['truth']
+    title = ("CIFAR-10, 32 px, all 5,000 test images; ResNet-20 U-Net; judge: ResNet-32 (independent). "
+             + '; '.join(f"{r}: {p}" for r, p in plans.items()))
+    table = ex.markdown_table(rows, title, judge='ResNet-32 top-1')
+    (images / 'cifar10_metrics.md').write_text(table)
+    frames = [('grey input', ab * 0)] + [s for r in a.recipes for s in stages[r]] + [('truth', ab)]
+    ex.write_gif(images / 'cifar_recolourized.gif', L_, frames)
+    ex.plot_curves(images / 'cifar10_unet_vs_gan_loss.png', curves,
+                   'CIFAR-10: validation L1 per epoch, phase 1 then phase 2 of each recipe')
     print(table)
     return rows
 

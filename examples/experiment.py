@@ -60,7 +60,7 @@ def plan_epochs(learn, a):
     return min(k, FULL['epochs']), min(k, FULL['gan_epochs'])
 
 
-def _snapshot(model): return {k: v.clone() for k, v in model.state_dict().items()}
+def snapshot(model): return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def train(learn, epochs, gan_epochs, out, lr=1e-3, gan_lr=2e-4):
@@ -69,7 +69,7 @@ def train(learn, epochs, gan_epochs, out, lr=1e-3, gan_lr=2e-4):
     learn.path, learn.model_dir = out.absolute(), '.'
     unet = {}
     def after_l1(l):
-        unet['curve'], unet['state'] = [v[1] for v in l.recorder.values], _snapshot(l.model)
+        unet['curve'], unet['state'] = [v[1] for v in l.recorder.values], snapshot(l.model)
         l.save('unet')
     train_l1_then_gan(learn, epochs, gan_epochs, lr, gan_lr, lambda_l1=100., csv_logs=True, after_l1=after_l1)
     learn.save('gan')
@@ -91,7 +91,7 @@ def load_run(learn, out):
     "The U-Net-only state and the final GAN weights a finished run saved in `out`, and its metrics.json."
     learn.path, learn.model_dir = Path(out).absolute(), '.'
     learn.load('unet', with_opt=False)
-    unet_state = _snapshot(learn.model)
+    unet_state = snapshot(learn.model)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')          # the file also holds D, which is not needed for figures
         learn.load('gan', with_opt=False)
@@ -109,16 +109,17 @@ def score_table(learn, unet_state, extra_metrics=lambda: []):
     return rows
 
 
-def markdown_table(rows, title):
-    cols = list(next(iter(rows.values())).keys())
+def markdown_table(rows, title, judge='ResNet-20 top-1'):
+    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
     fmt = {'l1': '{:.4f}', 'psnr': '{:.2f}', 'ssim': '{:.4f}', 'colourfulness': '{:.2f}',
-           'delta_colourfulness': '{:.2f}', 'top1': '{:.1%}'}
+           'delta_colourfulness': '{:.2f}', 'top1': '{:.1%}', 'train_min': '{:.0f}'}
     names = {'l1': 'L1 (ab/110)', 'psnr': 'PSNR dB', 'ssim': 'SSIM', 'colourfulness': 'CF',
-             'delta_colourfulness': 'ΔCF', 'top1': 'ResNet-20 top-1'}
+             'delta_colourfulness': 'ΔCF', 'top1': judge, 'train_min': 'train min'}
     lines = [f'**{title}**', '', '| | ' + ' | '.join(names.get(c, c) for c in cols) + ' |',
              '|---|' + '---|' * len(cols)]
     for r, vals in rows.items():
-        cell = lambda c: '∞' if c == 'psnr' and vals[c] >= 99 else fmt.get(c, '{:.4f}').format(vals[c])
+        cell = lambda c: ('—' if c not in vals else '∞' if c == 'psnr' and vals[c] >= 99
+                          else fmt.get(c, '{:.4f}').format(vals[c]))
         lines.append(f'| {r} | ' + ' | '.join(cell(c) for c in cols) + ' |')
     return '\n'.join(lines) + '\n'
 

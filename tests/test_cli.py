@@ -22,14 +22,23 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     rng = np.random.RandomState(0)
     for i in range(12): Image.fromarray(rng.randint(0, 255, (40, 40, 3), dtype=np.uint8)).save(data / f'{i}.png')
     stem = tmp_path / 'out' / 'm'
-    args = ['train', '--dataset', 'folder', '--data', str(data), '--arch', 'resnet20_cifar', '--no-pretrained',
-            '--epochs', '1', '--gan-epochs', '1', '--size', '32', '--bs', '4', '--out', str(stem)]
-    assert main(args) == 0
+    base = ['train', '--dataset', 'folder', '--data', str(data), '--arch', 'resnet20_cifar', '--size', '32',
+            '--bs', '4', '--out', str(stem), '--epochs', '1']
+    assert main(base + ['--no-pretrained', '--colour-epochs', '1']) == 0          # the default recipe: semantic
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
-    assert 'decoded per item, fp32' in capsys.readouterr().out
-    assert main(args) != 0                                   # never overwrites without --overwrite
-    assert main(args + ['--overwrite', '--bf16', '--cache']) == 0
-    assert 'batched from memory (CachedDL), bf16 mixed precision' in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert 'decoded per item, fp32, recipe semantic' in text and 'semantic loss is left out' in text
+    assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
+    import torch
+    from colourgan_fastai import CifarResNet
+    torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
+    assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1']) == 0
+    assert 'left out' not in capsys.readouterr().out                              # its classifier gives the semantic loss
+    args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
+    assert main(args) == 0
+    assert 'batched from memory (CachedDL), bf16 mixed precision, recipe seed' in capsys.readouterr().out
+    saved = torch.load(tmp_path / 'out' / 'm.pth', weights_only=False)
+    assert 'gan_colourizer' in saved['callbacks']                                 # the seed's D, for resuming
     from fastai.learner import load_learner
     from fastai.callback.fp16 import MixedPrecision
     learn = load_learner(tmp_path / 'out' / 'm.pkl')

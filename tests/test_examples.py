@@ -13,17 +13,32 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
     try:
         mod = runpy.run_path(str(EXAMPLES / 'cifar10_same_dataset.py'), run_name='smoke')
         rows = mod['main'](['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
-                            '--n-train', '64', '--n-valid', '32', '--bs', '32', '--epochs', '1', '--gan-epochs', '1',
+                            '--judge', str(shared / 'weights/resnet32-d509ac18.th'),
+                            '--seed-n-train', '64', '--n-train', '64', '--n-valid', '32', '--bs', '32', '--epochs', '1',
+                            '--gan-epochs', '1', '--sem-epochs', '1', '--colour-epochs', '1',
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
-    assert list(rows) == ['grey (ab = 0)', 'U-Net only (L1)', 'U-Net + GAN', 'truth']
+    assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
+                          'semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness)', 'truth']
     assert rows['truth']['l1'] == 0 and 0 <= rows['grey (ab = 0)']['top1'] <= 1
+    assert rows['seed: U-Net + GAN']['train_min'] > 0 and rows['semantic: final (+ colourfulness)']['train_min'] > 0
     table = (tmp_path / 'img' / 'cifar10_metrics.md').read_text()
-    assert 'ResNet-20 top-1' in table and 'U-Net + GAN' in table
+    assert 'ResNet-32 top-1' in table and 'semantic: final' in table and 'train min' in table
     gif = Image.open(tmp_path / 'img' / 'cifar_recolourized.gif')
-    assert gif.n_frames == 4
+    assert gif.n_frames == 6
     assert Image.open(tmp_path / 'img' / 'cifar10_unet_vs_gan_loss.png').size[0] > 300
-    for f in ('unet_log.csv', 'gan_log.csv', 'unet.pth', 'gan.pth'): assert (tmp_path / 'runs' / f).exists()
+    for r in ('seed', 'semantic'):
+        for f in ('phase1.pth', 'final.pth', 'final.pkl', 'metrics.json'): assert (tmp_path / 'runs' / r / f).exists()
+    for f in ('seed/unet_log.csv', 'seed/gan_log.csv', 'semantic/unet_log.csv', 'semantic/colour_log.csv'):
+        assert (tmp_path / 'runs' / f).exists(), f
+    # the figures can be redrawn from the saved runs
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        again = mod['main'](['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
+                             '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--n-valid', '32', '--bs', '32',
+                             '--images', str(tmp_path / 'img2'), '--out', str(tmp_path / 'runs'), '--figures-only'])
+    finally: sys.path.remove(str(EXAMPLES))
+    assert list(again) == list(rows) and Image.open(tmp_path / 'img2' / 'cifar_recolourized.gif').n_frames == 6
 
 
 def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
