@@ -1,4 +1,4 @@
-"""`colourgan` command line: demo, train, colourize, export."""
+"""`colourgan` command line: demo, train, colourize, app, export."""
 import argparse
 import sys
 import time
@@ -31,20 +31,15 @@ def _int_at_least(least):
 def _fmt(d): return '  '.join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
 
 
-def _save_results_figure(learn, path, max_n=6):
+DEMO_PHOTOS = ('astronaut.png', 'coffee.png', 'chelsea.png', 'rocket.jpg', 'motorcycle_left.png', 'motorcycle_right.png')
+
+
+def _save_demo_figure(learn, path):
+    "Whole held-out strips of the embedded photos at full resolution: grey | colourize() | original."
     from fastai.distributed import rank_distrib
     if rank_distrib(): return None                  # several processes: only rank 0 writes files
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from fastai.torch_core import set_seed
-    set_seed(0)
-    learn.show_results(max_n=max_n, shuffle=True, figsize=(6, 2 * max_n))      # seeded: varied photos
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plt.savefig(path, dpi=80, bbox_inches='tight')
-    plt.close('all')
-    return path
+    from .figures import comparison_figure, sample_heldout_strips
+    return comparison_figure(learn, sample_heldout_strips(names=DEMO_PHOTOS), path)
 
 
 def cmd_demo(a):
@@ -62,8 +57,8 @@ def cmd_demo(a):
     names = learn.recorder.metric_names[1:-1]
     final = dict(zip(names, learn.recorder.values[-1]))
     model = {'l1': final['valid_loss'], **{k: final[k] for k in ('psnr', 'ssim', 'colourfulness', 'delta_colourfulness')}}
-    fig = _save_results_figure(learn, a.out)
     learn.remove_cb(learn.gan_colourizer)
+    fig = _save_demo_figure(learn, a.out)
     Path(a.model).parent.mkdir(parents=True, exist_ok=True)
     learn.export(Path(a.model).absolute())
     print(f"demo metrics (held-out): model  {_fmt(model)}")
@@ -165,6 +160,18 @@ def cmd_export(a):
     return 0
 
 
+def cmd_app(a):
+    if not a.model:
+        raise ValueError("--model is needed: a file written by learn.export or `colourgan train` (`make demo` "
+                         "writes models/demo.pkl: then `colourgan app --model models/demo.pkl`)")
+    if not Path(a.model).is_file(): raise FileNotFoundError(f"model file {a.model} not found")
+    device = _device(a.device)
+    from .app import serve
+    print(f"serving on http://{a.host}:{a.port or 7860} (Ctrl-C stops)")
+    serve(a.model, a.host, a.port, device, a.max_megapixels)
+    return 0
+
+
 def build_parser():
     p = _Parser(prog='colourgan', description=__doc__)
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
@@ -218,6 +225,14 @@ def build_parser():
                         'written as PNG, so the lightness stays the input\'s; jpg is lossy (L changes slightly)')
     c.add_argument('--overwrite', action='store_true', help='redo outputs that exist (inputs are never written)')
     c.set_defaults(func=cmd_colourize)
+
+    w = sub.add_parser('app', help='serve a web page to colourise photos (needs the [app] extra: Gradio)')
+    w.add_argument('--model', help='the .pkl written by learn.export / colourgan train (make demo: models/demo.pkl)')
+    w.add_argument('--host', default='127.0.0.1', help='address to bind (default 127.0.0.1: this machine only)')
+    w.add_argument('--port', type=_int_at_least(1), help='port (default: 7860 or the next free one)')
+    w.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    w.add_argument('--max-megapixels', type=float, default=40., help='largest image accepted (default 40 MP)')
+    w.set_defaults(func=cmd_app)
 
     e = sub.add_parser('export', help='export the generator of an exported model to ONNX')
     e.add_argument('--model', required=True); e.add_argument('--onnx', required=True, help='output .onnx path')

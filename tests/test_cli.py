@@ -14,7 +14,9 @@ def test_demo_writes_the_picture_metrics_and_model(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert 'demo metrics (held-out): model  l1' in text and 'grey   l1' in text and 'psnr' in text
-    assert Image.open(out).size[0] > 100 and model.stat().st_size > 100_000
+    fig = Image.open(out)
+    assert fig.size[1] == 512 + 32                # whole held-out strips at full resolution (astronaut: 512 px high)
+    assert fig.size[0] > 6 * 3 * 60 and model.stat().st_size > 100_000
 
 
 def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):

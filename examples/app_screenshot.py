@@ -1,0 +1,70 @@
+"""Drive the web page in headless Chromium as a person would (upload a photo, click Colourise, wait for the result)
+and save a screenshot: images/app.png in the README comes from here. Uses Debian's chromium and chromedriver
+(`apt-get install chromium chromium-driver`) through selenium (the [browser] extra); nothing is downloaded.
+
+    python examples/app_screenshot.py --model models/demo.pkl --photo my_photo.jpg --out images/app.png
+"""
+import argparse
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+CHROMIUM_FLAGS = ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync')
+
+
+def browsers():
+    "(chromium, chromedriver) paths, or None where missing."
+    return (shutil.which('chromium') or shutil.which('chromium-browser')), shutil.which('chromedriver')
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def drive(url, photos, out, profile, timeout=90, size=(1400, 1100)):
+    """Open `url`, upload `photos`, click Colourise, wait until the gallery shows the results and the message says
+    so, save a screenshot at `out`. Returns the page's message."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser, driver_path = browsers()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for a in CHROMIUM_FLAGS + (f'--user-data-dir={profile}', f'--window-size={size[0]},{size[1]}'):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
+    try:
+        drv.get(url)
+        wait = WebDriverWait(drv, timeout)
+        upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#photos input[type=file]'))
+        upload.send_keys('\n'.join(str(p) for p in photos))
+        wait.until(lambda d: all(Path(p).stem in d.find_element(By.ID, 'photos').text for p in photos))
+        drv.find_element(By.ID, 'colourise').click()
+        imgs = wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#gallery img')) >= len(photos) or None)
+        wait.until(lambda d: 'Colourised' in d.find_element(By.ID, 'message').text)
+        message = drv.find_element(By.ID, 'message').text
+        assert all(i.is_displayed() for i in drv.find_elements(By.CSS_SELECTOR, '#gallery img'))
+        drv.save_screenshot(str(out))
+        return message
+    finally: drv.quit()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--model', required=True); p.add_argument('--photo', nargs='+', required=True)
+    p.add_argument('--out', default='images/app.png')
+    a = p.parse_args(argv)
+    from colourgan_fastai.app import build_app
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = build_app(a.model, workdir=tmp)
+        port = free_port()
+        demo.launch(server_name='127.0.0.1', server_port=port, prevent_thread_lock=True, quiet=True)
+        try: print(drive(f'http://127.0.0.1:{port}/', [Path(x).resolve() for x in a.photo], a.out, Path(tmp) / 'profile'))
+        finally: demo.close()
+
+
+if __name__ == '__main__': main()

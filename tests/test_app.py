@@ -1,0 +1,91 @@
+"""The web page (`colourgan app`), used as a person would: through gradio_client, and in headless Chromium."""
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.color as skc
+import skimage.data
+from PIL import Image
+
+gr = pytest.importorskip('gradio', reason="the [app] extra (Gradio) is not installed")
+
+from colourgan_fastai import colourfulness                       # noqa: E402
+from colourgan_fastai.cli import main, EXIT_ERROR               # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def model_file(tmp_path_factory, tiny_dls):
+    from colourgan_fastai import colour_learner
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
+    learn.fit(2, 3e-3)
+    p = tmp_path_factory.mktemp('m') / 'g.pkl'
+    learn.export(p)
+    return p
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def server(model_file, tmp_path_factory):
+    from colourgan_fastai.app import build_app
+    demo = build_app(model_file, max_megapixels=1.0, workdir=tmp_path_factory.mktemp('app'))
+    port = _free_port()
+    demo.launch(server_name='127.0.0.1', server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f'http://127.0.0.1:{port}/'
+    demo.close()
+
+
+def _L(a): return skc.rgb2lab(np.asarray(a.convert('RGB')) / 255.)[..., 0]
+
+
+def _photo(tmp_path, name='cat.png', h=120, w=160):
+    p = tmp_path / name
+    Image.fromarray(skimage.data.chelsea()[:h, :w]).save(p)
+    return p
+
+
+def test_the_api_colourises_a_photo_and_survives_bad_input(server, tmp_path):
+    from gradio_client import Client, handle_file
+    client = Client(server, verbose=False)
+    src = _photo(tmp_path)
+    slider, gallery, downloads, message = client.predict([handle_file(str(src))], 32, api_name='/colourize')
+    out = Image.open(downloads[0] if isinstance(downloads[0], str) else downloads[0]['path'])
+    assert out.size == (160, 120)
+    assert np.abs(_L(out) - _L(Image.open(src))).max() < 1.0           # L equal to the input's within rounding
+    import torch
+    cf = colourfulness(torch.from_numpy(np.asarray(out.convert('RGB'))).permute(2, 0, 1)[None].float() / 255).item()
+    assert cf > 3                                                      # it colours
+    assert 'Colourised 1 photo' in message
+    bad = tmp_path / 'corrupt.png'; bad.write_bytes(b'\x89PNG this is not an image')
+    with pytest.raises(Exception, match='Nothing could be colourised.*corrupt.png'):
+        client.predict([handle_file(str(bad))], 32, api_name='/colourize')
+    big = tmp_path / 'big.png'; Image.new('L', (1500, 1000)).save(big)   # 1.5 MP over the 1 MP limit
+    *_, message = client.predict([handle_file(str(big)), handle_file(str(src))], 32, api_name='/colourize')
+    assert 'big.png' in message and 'over this server' in message      # reported; the other photo still done
+    *_, message = client.predict([handle_file(str(src))], 32, api_name='/colourize')   # still serving
+    assert 'Colourised 1 photo' in message
+
+
+def test_app_without_a_model_explains_how_to_make_one(capsys):
+    assert main(['app']) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert 'make demo' in err and 'models/demo.pkl' in err
+
+
+def test_the_page_in_a_real_browser(server, tmp_path):
+    "Headless Chromium: upload a photo, click Colourise, the result appears; a screenshot is saved."
+    import os, runpy
+    pytest.importorskip('selenium', reason="the [browser] extra (selenium) is not installed")
+    shot = runpy.run_path(str(Path(__file__).resolve().parents[1] / 'examples' / 'app_screenshot.py'), run_name='t')
+    browser, driver = shot['browsers']()
+    if not (browser and driver):
+        if os.environ.get('COLOURGAN_REQUIRE_SHARED'): pytest.fail("chromium and chromedriver are required in CI")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    message = shot['drive'](server, [_photo(tmp_path, 'street.png', 160, 240)], tmp_path / 'app.png', tmp_path / 'prof')
+    assert 'Colourised 1 photo' in message
+    assert Image.open(tmp_path / 'app.png').size[0] >= 1000
