@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -119,7 +120,9 @@ def main(argv=None):
             dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
             learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
             learn.path, learn.model_dir = run_dir.absolute(), '.'
-            learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')          # the seed's files also hold its D: not needed for figures
+                learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
             saved = json.loads((run_dir / 'metrics.json').read_text())
         else:
             learn, p1, c, wall, plan, (E, G) = run_recipe(recipe, a, run_dir)

@@ -34,3 +34,14 @@ def tiny_dls():
 def tiny_learn(tiny_dls):
     from colourgan_fastai import colour_learner
     return colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
+
+
+@pytest.fixture(scope='session')
+def model_file(tmp_path_factory, tiny_dls):
+    "A briefly trained colouriser written by learn.export (some colour, so that the gamut fix has work to do)."
+    from colourgan_fastai import colour_learner
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
+    learn.fit(2, 3e-3)
+    p = tmp_path_factory.mktemp('model') / 'g.pkl'
+    learn.export(p)
+    return p

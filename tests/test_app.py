@@ -14,16 +14,6 @@ from colourgan_fastai import colourfulness                       # noqa: E402
 from colourgan_fastai.cli import main, EXIT_ERROR               # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def model_file(tmp_path_factory, tiny_dls):
-    from colourgan_fastai import colour_learner
-    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
-    learn.fit(2, 3e-3)
-    p = tmp_path_factory.mktemp('m') / 'g.pkl'
-    learn.export(p)
-    return p
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

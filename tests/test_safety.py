@@ -15,16 +15,6 @@ from colourgan_fastai.cli import main, EXIT_ERROR, EXIT_SOME_FAILED
 
 
 @pytest.fixture(scope='module')
-def model_file(tmp_path_factory, tiny_dls):
-    from colourgan_fastai import colour_learner
-    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
-    learn.fit(1, 1e-3)
-    p = tmp_path_factory.mktemp('m') / 'g.pkl'
-    learn.export(p)
-    return p
-
-
-@pytest.fixture(scope='module')
 def learn(model_file): return load_colourizer(model_file)
 
 
