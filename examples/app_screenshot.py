@@ -44,7 +44,7 @@ def drive(url, photos, out, profile, timeout=90, size=(1400, 1100)):
         upload.send_keys('\n'.join(str(p) for p in photos))
         wait.until(lambda d: all(Path(p).stem in d.find_element(By.ID, 'photos').text for p in photos))
         drv.find_element(By.ID, 'colourise').click()
-        imgs = wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#gallery img')) >= len(photos) or None)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '#gallery img')) >= len(photos) or None)
         wait.until(lambda d: 'Colourised' in d.find_element(By.ID, 'message').text)
         message = drv.find_element(By.ID, 'message').text
         assert all(i.is_displayed() for i in drv.find_elements(By.CSS_SELECTOR, '#gallery img'))

@@ -27,7 +27,6 @@ def test_lab_split_decodes_to_rgb():
 
 def test_full_pipeline_decode_gives_back_the_images_on_the_0_255_scale(tiny_dls):
     "dls.decode (as show_batch does): LabSplit, then IntToFloatTensor's decode -> the original 8-bit colours."
-    from fastai.vision.all import PILImage
     dl = tiny_dls.valid
     L, ab = dl.one_batch()
     grey, colour = dl.decode((L, ab))

@@ -237,8 +237,8 @@ def test_attaching_does_no_work_and_D_is_built_once_at_the_first_fit(tiny_learn)
     assert gan.disc is None and gan.disc_opt is None                    # the setter builds nothing
     tiny_learn.remove_cb(gan)
     tiny_learn.fit(1, 1e-3, cbs=gan)
-    d, opt = gan.disc, gan.disc_opt
-    assert d is not None and not hasattr(tiny_learn, 'gan_colourizer')   # fastai detached it after fit
+    assert gan.disc is not None and gan.disc_opt is not None
+    assert not hasattr(tiny_learn, 'gan_colourizer')                     # fastai detached it after fit
 
 
 def test_fit_with_cbs_twice_keeps_D_and_its_optimiser_and_save_writes_them(tiny_learn, tmp_path):

@@ -1,6 +1,4 @@
 """The recipe's loss terms and EMA: each is a fastai Callback usable with any colour Learner."""
-import math
-
 import pytest
 import torch
 from fastai.callback.core import Callback
