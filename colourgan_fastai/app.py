@@ -7,6 +7,7 @@ unreadable file, a file that is not an image, an image above `max_megapixels`) g
 server keeps serving. Requests are queued one at a time, so two users never run two models on two cores at once.
 Needs the optional `[app]` extra (`pip install 'colourgan_fastai[app]'`).
 """
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ EXAMPLE_PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png')
 
 
 def _gradio():
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')     # a local tool: no usage reports to Gradio's servers
     try:
         import gradio as gr
     except ImportError:

@@ -1,4 +1,5 @@
 """The web page (`colourgan app`), used as a person would: through gradio_client, and in headless Chromium."""
+import os
 import socket
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import skimage.color as skc
 import skimage.data
 from PIL import Image
 
+os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')      # as colourgan_fastai.app does: no usage reports
 gr = pytest.importorskip('gradio', reason="the [app] extra (Gradio) is not installed")
 
 from colourgan_fastai import colourfulness                       # noqa: E402
