@@ -11,7 +11,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 __all__ = ['build_app', 'serve', 'colourize_uploads', 'DEFAULT_MAX_MEGAPIXELS']
@@ -41,8 +40,6 @@ def colourize_uploads(learn, files, render_size, out_dir, max_megapixels=DEFAULT
     """Colourise uploaded files -> (results, errors): results are (name, grey RGB path, colourised PNG path);
     errors are 'name: why' lines. Never raises for a bad file."""
     from .inference import colourize, GreyImage, load_colourizer
-    from .lab import lab_to_rgb
-    import torch
     learn = load_colourizer(learn)
     results, errors = [], []
     out_dir = Path(out_dir)
@@ -51,16 +48,15 @@ def colourize_uploads(learn, files, render_size, out_dir, max_megapixels=DEFAULT
         name = path.name
         try:
             _check_size(path, max_megapixels)
-            col = colourize(learn, path, render_size=int(render_size) if render_size else None)
+            grey = GreyImage.create(path)                   # read once: for the model and for the slider
+            col = colourize(learn, grey, render_size=int(render_size) if render_size else None)
         except Exception as e:
             msg = str(e) if isinstance(e, ValueError) else f"not a readable image ({type(e).__name__})"
             errors.append(f"{name}: {msg}"); continue
         stem = path.stem
         out = out_dir / f"{stem}_colourised.png"
         col.save(out)
-        L_ = torch.from_numpy(GreyImage.create(path).L)
-        lab = torch.stack([L_, torch.zeros_like(L_), torch.zeros_like(L_)])
-        g = (lab_to_rgb(lab).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)     # what the model saw
+        g = grey.grey_rgb()                                 # what the model saw
         grey_path = out_dir / f"{stem}_grey.png"
         Image.fromarray(g).save(grey_path)
         results.append((name, str(grey_path), str(out)))

@@ -51,8 +51,5 @@ def comparison_figure(learn, photos, path, render_size=None, gap=6, label_h=16):
 
 def _grey_of(rgb):
     "The photo's lightness as a grey RGB image (what an old black-and-white print of it would hold)."
-    from .lab import rgb_to_lab, lab_to_rgb
-    import torch
-    lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
-    lab[1:] = 0
-    return (lab_to_rgb(lab).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    from .inference import GreyImage
+    return GreyImage.create(rgb).grey_rgb()

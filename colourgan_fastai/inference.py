@@ -59,6 +59,12 @@ class GreyImage:
             L[r0:r1] = rgb_to_lab(x)[0].numpy()
         return cls(L, alpha, name)
 
+    def grey_rgb(self) -> np.ndarray:
+        "The input as the model sees it: its L with no chroma, as (H, W, 3) uint8 RGB."
+        L_ = torch.from_numpy(self.L)[None]
+        lab = torch.cat([L_, torch.zeros_like(L_), torch.zeros_like(L_)])
+        return (lab_to_rgb(lab).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
 
 def _strips(H, W):
     step = max(1, STRIP_PIXELS // max(W, 1))
