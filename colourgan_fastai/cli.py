@@ -69,13 +69,15 @@ def cmd_demo(a):
 
 def _dls_for(a):
     from . import cifar10_dls, stl10_dls, colour_dls
-    if a.dataset == 'cifar10': return cifar10_dls(a.data, n_train=a.n_train, size=a.size or 32, bs=a.bs or 64, seed=a.seed)
+    if a.dataset == 'cifar10':
+        return cifar10_dls(a.data, n_train=a.n_train, size=a.size or 32, bs=a.bs or 64, seed=a.seed, n_valid=a.n_valid)
     if a.dataset == 'stl10':
         if not a.data: raise ValueError("--dataset stl10 needs --data (the folder with stl10_binary/)")
-        return stl10_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed)
+        return stl10_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed, n_valid=a.n_valid)
     if a.dataset == 'imagenette':
         from .data import imagenette_dls
-        return imagenette_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed, cache=a.cache)
+        return imagenette_dls(a.data, n_train=a.n_train, size=a.size or 96, bs=a.bs or 32, seed=a.seed,
+                              n_valid=a.n_valid, cache=a.cache)
     if not a.data: raise ValueError("--dataset folder needs --data (a folder of images)")
     return colour_dls(a.data, size=a.size or 64, bs=a.bs or 32, valid=a.valid, seed=a.seed, n_train=a.n_train,
                       cache=a.cache)
@@ -111,6 +113,7 @@ def cmd_train(a):
             print("train: the encoder has no pretrained classifier, so the semantic loss is left out")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
+                              psnr_weight=a.psnr_weight,
                               after_l1=after_l1)
         learn.save(out.name)
         what = 'for resuming'
@@ -192,16 +195,19 @@ def build_parser():
     t.add_argument('--arch', default='resnet20_cifar'); t.add_argument('--encoder-weights')
     t.add_argument('--no-pretrained', action='store_true', help='random encoder (no weights download)')
     t.add_argument('--recipe', choices=['semantic', 'seed'], default='semantic',
-                   help="semantic (default): L1 + semantic loss + EMA, then + colourfulness loss (README, Results); "
+                   help="semantic (default): L1 + semantic loss + EMA, then + colourfulness and PSNR losses (README, Results); "
                         "seed: the reference recipe, L1 then GAN (lambda 100)")
     t.add_argument('--epochs', type=int, help='phase-1 epochs (default: 4 semantic, 20 seed)')
     t.add_argument('--lr', type=float, default=1e-3)
     t.add_argument('--colour-epochs', type=int, default=1, help='semantic: epochs with the colourfulness loss')
     t.add_argument('--colour-lr', type=float, default=3e-4)
-    t.add_argument('--semantic-weight', type=float, default=0.05); t.add_argument('--colourfulness-weight', type=float, default=1.)
+    t.add_argument('--semantic-weight', type=float, default=0.05)
+    t.add_argument('--colourfulness-weight', type=float, default=1.5)
+    t.add_argument('--psnr-weight', type=float, default=0.2, help='semantic: weight of PSNRLoss in the colour phase')
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
     t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)
     t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)
+    t.add_argument('--n-valid', type=int, help='cifar10/stl10/imagenette: a seeded subset of the validation images')
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')

@@ -9,6 +9,10 @@ Each callback adds a term to `learn.loss_grad` on training batches only (validat
   colourfulness, as `metrics.colourfulness`): L1 regresses to the mean chroma and gives timid colours (CF 14
   against 28 for real CIFAR-10 photos); this term asks for the real amount of colour, and the L1 term decides
   where it goes.
+- `PSNRLoss(weight)`: mean over the images of log10(MSE + eps) of the decoded RGB, i.e. -PSNR/10 per image. PSNR
+  is reported as a per-image mean, and a plain L1 treats an error on a near-grey photo like one on a colourful photo,
+  though it costs the grey photo far more dB. With `ColourfulnessLoss` it moves the added colour to the images that
+  can afford it (README, ablation).
 - `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
   validation and at the end of training.
 
@@ -26,7 +30,8 @@ from fastai.torch_core import get_model
 from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
-__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'WeightEMA', 'semantic_kl', 'colourfulness_gap']
+__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl', 'colourfulness_gap',
+           'log_mse']
 
 
 class LossTerm(Callback):
@@ -103,6 +108,27 @@ class ColourfulnessLoss(LossTerm):
     name = 'loss_cf'
 
     def term(self, L_, pred, target): return colourfulness_gap(L_, pred, target)
+
+
+def log_mse(L_, pred, target, eps=1e-4):
+    """Mean over the batch of log10(per-image MSE + eps) of the decoded RGB in [0, 1]: -PSNR/10 with the PSNR
+    capped near -10 log10(eps) = 40 dB, so a perfect image does not send an unbounded gradient."""
+    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
+    with torch.no_grad(): true = decode_lab(L_, target)
+    mse = (decode_lab(L_, pred) - true).pow(2).flatten(1).mean(1)
+    return torch.log10(mse + eps).mean()
+
+
+class PSNRLoss(LossTerm):
+    "`weight` * mean log10(MSE_i + eps) over the batch's images (= -PSNR/10): fidelity in the metric's own units."
+    name = 'loss_psnr'
+
+    def __init__(self, weight=0.2, eps=1e-4):
+        super().__init__(weight)
+        if eps <= 0: raise ValueError(f"eps must be > 0, got {eps}")
+        self.eps = eps
+
+    def term(self, L_, pred, target): return log_mse(L_, pred, target, self.eps)
 
 
 class WeightEMA(Callback):

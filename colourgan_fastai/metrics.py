@@ -10,7 +10,8 @@ from fastai.learner import Metric
 
 from .lab import decode_lab
 
-__all__ = ['TrainLossColumn', 'psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions']
+__all__ = ['TrainLossColumn', 'psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions',
+           'spurious_colour', 'SpuriousColour']
 
 
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
@@ -119,6 +120,38 @@ class DeltaColourfulness(_RGBMetric):
 
     @property
     def name(self): return 'delta_colourfulness'
+
+
+def spurious_colour(pred_ab: Tensor, true_ab: Tensor, radius=7, chroma=12., true_chroma=6., hue_bins=12) -> Tensor:
+    """Per-image share of *blotch* pixels -> (N,): output pixels with a visible colour (chroma sqrt(a²+b²) >= `chroma`,
+    Lab units) whose hue occurs nowhere in the truth within `radius` pixels. Hue is binned into `hue_bins` sectors of
+    the ab plane; a hue "occurs" near a pixel when some truth pixel in the (2 radius + 1)² window has at least
+    `true_chroma` and a hue in the same or an adjacent sector (so a 30°-wide sector tolerates up to about ±45°).
+    0 for the truth itself and for any grey output; a green patch on a red fish, or blue on a grey wall, counts.
+    `pred_ab`, `true_ab`: (N, 2, H, W) in Lab units (not the network's /110 scale)."""
+    def sectors(ab):
+        hue = torch.atan2(ab[:, 1], ab[:, 0])                                   # (-pi, pi]
+        return ((hue + torch.pi) / (2 * torch.pi) * hue_bins).long().clamp_(0, hue_bins - 1)
+    pred_ab, true_ab = pred_ab.float(), true_ab.float()
+    t_sec, p_sec = sectors(true_ab), sectors(pred_ab)
+    present = F.one_hot(t_sec, hue_bins).permute(0, 3, 1, 2).float() * (true_ab.norm(dim=1) >= true_chroma)[:, None]
+    present = F.max_pool2d(present, 2 * radius + 1, stride=1, padding=radius)           # hue k within the window
+    present = torch.maximum(present, torch.maximum(present.roll(1, 1), present.roll(-1, 1)))   # or a neighbour sector
+    found = present.gather(1, p_sec[:, None]).squeeze(1) > 0
+    blotch = (pred_ab.norm(dim=1) >= chroma) & ~found
+    return blotch.flatten(1).float().mean(1)
+
+
+class SpuriousColour(_RGBMetric):
+    "Mean share of output pixels coloured with a hue found nowhere nearby in the truth (`spurious_colour`): blotches."
+    def accumulate(self, learn):
+        from .lab import AB_SCALE
+        s = spurious_colour(learn.pred.detach().float() * AB_SCALE, learn.yb[0].float() * AB_SCALE)
+        self.total += s.sum()
+        self.count += len(s)
+
+    @property
+    def name(self): return 'spurious_colour'
 
 
 def colour_metrics(): return [PSNR(), SSIM(), Colourfulness(), DeltaColourfulness()]

@@ -3,7 +3,7 @@
 Both recipes train a DynamicUnet on the CIFAR-10 ResNet-20 and are scored on all 5,000 test images:
 - `seed`: the reference recipe (`train_l1_then_gan`): 8,000 training images, L1 epochs then GAN epochs (lambda 100);
 - `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 + a semantic loss
-  through the ResNet-20 classifier with an EMA of G, then a short phase with `ColourfulnessLoss`.
+  through the ResNet-20 classifier with an EMA of G, then a short phase with `ColourfulnessLoss` and `PSNRLoss`.
 The judge of the semantic test is an *independent* classifier, the CIFAR-10 ResNet-32 (`--judge`): it is used
 only here, after training, never in a loss or to choose anything. Each final generator is exported with
 `learn.export` to `<out>/<recipe>/final.pkl` (never committed). Writes images/cifar_recolourized.gif (a row per
@@ -11,14 +11,17 @@ stage), images/cifar10_unet_vs_gan_loss.png and images/cifar10_metrics.md.
 
     python examples/cifar10_same_dataset.py --data ../shared/data                 # both recipes, about 60 min
     python examples/cifar10_same_dataset.py --recipes semantic --seed 43          # one recipe, another seed
+    python examples/cifar10_same_dataset.py --recipes semantic --phase1-from runs/cifar10/semantic   # phase 2 only
 """
 import argparse
 import json
+import shutil
 import sys
 import time
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import torch
 from fastai.learner import Metric
 from fastai.torch_core import set_seed
@@ -63,7 +66,11 @@ def parser():
     p.add_argument('--sem-epochs', type=int, default=4, help='semantic recipe: L1 + semantic epochs')
     p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
     p.add_argument('--semantic-weight', type=float, default=0.05)
-    p.add_argument('--colourfulness-weight', type=float, default=1.)
+    p.add_argument('--colourfulness-weight', type=float, default=1.5)
+    p.add_argument('--psnr-weight', type=float, default=0.2)
+    p.add_argument('--phase1-from', metavar='DIR',
+                   help='semantic recipe: continue from DIR/phase1.pth of an earlier run with the same phase-1 settings '
+                        '(its time and curve come from DIR/unet_log.csv)')
     p.add_argument('--n-valid', type=int); p.add_argument('--bs', type=int, default=64)
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--images', default='images', help='where figures and the table go')
@@ -82,7 +89,7 @@ def run_recipe(recipe, a, out):
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
     def after_l1(l):
-        phase1['curve'], phase1['state'] = [v[1] for v in l.recorder.values], ex.snapshot(l.model)
+        phase1['curve'], phase1['state'] = [v[1] for v in getattr(l.recorder, 'values', [])], ex.snapshot(l.model)
         l.save('phase1')
     t0 = time.time()
     if recipe == 'seed':
@@ -92,10 +99,22 @@ def run_recipe(recipe, a, out):
         plan = f"{len(dls.train_ds)} training images, {E} L1 + {G} GAN epochs (λ = 100)"
     else:
         E, G = a.sem_epochs, a.colour_epochs
-        train_semantic_colour(learn, E, G, classifier=resnet20_cifar(a.weights), semantic_weight=a.semantic_weight,
-                              colourfulness_weight=a.colourfulness_weight, csv_logs=True, after_l1=after_l1)
+        earlier = 0.
+        if a.phase1_from:
+            src = Path(a.phase1_from)
+            learn.load((src / 'phase1').absolute(), with_opt=False)
+            log = pd.read_csv(src / 'unet_log.csv')
+            if len(log) != E: raise SystemExit(f"{src} ran {len(log)} phase-1 epochs, not --sem-epochs {E}")
+            earlier = sum(int(m) * 60 + int(s) for m, s in (t.split(':') for t in log['time']))
+            phase1['prior_curve'] = list(log['valid_loss'])
+            if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
+        train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=resnet20_cifar(a.weights),
+                              semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
+                              psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1)
+        phase1['curve'] = phase1.pop('prior_curve', phase1['curve'])
+        t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic (EMA), then "
-                f"{G} with + {a.colourfulness_weight:g}·colourfulness")
+                f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
@@ -104,7 +123,7 @@ def run_recipe(recipe, a, out):
 
 
 STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
-               'semantic': ('semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness)')}
+               'semantic': ('semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
 
 
 def main(argv=None):
@@ -134,7 +153,7 @@ def main(argv=None):
                          curves=c, wall_s=wall, seed=a.seed)
             ex.save_json(run_dir / 'metrics.json', saved)
         rows.setdefault('grey (ab = 0)', saved['grey'])
-        rows.update(saved['rows'])
+        rows.update(zip(STAGE_NAMES[recipe], saved['rows'].values()))      # today's stage names, in saved order
         plans[recipe] = saved['plan']
         E, G = saved['epochs']
         curves[STAGE_NAMES[recipe][0]] = (list(range(1, E + 1)), saved['curves']['phase1'])

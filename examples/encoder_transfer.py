@@ -1,76 +1,188 @@
-"""Case 2: the encoder is pretrained on a different data set and resolution (96 px).
+"""Case 2: does an encoder pretrained on a larger, higher-resolution data set (ImageNet) transfer better to 96 px
+photos than one pretrained on CIFAR-10?
 
-The same L1 -> GAN recipe at 96 px on STL-10 (`--dataset stl10`, for users who have it) or Imagenette
-(`--dataset imagenette`: 5,000 training photos via untar_data(URLs.IMAGENETTE_160)), comparing two generators that
-differ only in the encoder: the CIFAR-10 ResNet-20 (low resolution) against an ImageNet encoder (torchvision's
-ResNet-18 when online, or MobileNetV2 from a weights file). Writes images/diff_encoders_<dataset>.gif,
-images/encoder_loss_differences.png and images/encoder_transfer_metrics.md.
+Generators that differ only in the encoder, each trained with the library's default recipe
+(`train_semantic_colour`: L1 + a semantic loss through the encoder's *own* pretrained classifier, EMA; then a
+colour phase) in the same wall-time budget, on STL-10 (`--dataset stl10`, for users who have it) or Imagenette
+(`--dataset imagenette`: 5,000 training photos via untar_data(URLs.IMAGENETTE_160), all 1,959 validation photos):
 
-    python examples/encoder_transfer.py --dataset imagenette --data ../shared/data \
-        --imagenet-arch mobilenet_v2 --imagenet-weights ../shared/weights/mobilenet_v2_imagenet.pth --budget-minutes 60
+- `resnet20`: the CIFAR-10 ResNet-20 (32 px images), fine-tuned;
+- `imagenet`: an ImageNet encoder (torchvision's ResNet-18 when online, or MobileNetV2 from a weights file),
+  fine-tuned;
+- `imagenet-frozen`: the same ImageNet encoder frozen (`learn.freeze()`: only the decoder and BatchNorm train),
+  the seed's future-work question.
+
+Each run goes to <out>/<run>_s<seed>/ (final.pkl exported with `learn.export`, metrics.json); a run whose
+metrics.json exists is loaded, not retrained, so seeds and rows can be added later. Writes
+images/encoder_transfer_metrics.md (with the blotch measure `spurious_colour`), images/diff_encoders_<dataset>.gif
+(the same validation photos for every run) and images/encoder_loss_differences.png (validation curves).
+There is no ImageNet classifier here other than the encoder itself, so the table has no semantic column: an
+encoder must not judge itself.
+
+    python examples/encoder_transfer.py --dataset imagenette --data ../shared/data \\
+        --imagenet-arch mobilenet_v2 --imagenet-weights ../shared/weights/mobilenet_v2_imagenet.pth \\
+        --budget-minutes 15 --runs resnet20 imagenet imagenet-frozen --seeds 42 43
 """
+import argparse
+import copy
 import json
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
+import torch
 from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
-from colourgan_fastai import stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar
+from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
+                              encoder_classifier, semantic_kl, IMAGENET_STATS, score_predictions, SpuriousColour, train_semantic_colour)
+
+RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
 
-def main(argv=None):
-    p = ex.parser(__doc__.split('\n')[0], 'runs/encoder_transfer')
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--dataset', choices=['stl10', 'imagenette'], default='imagenette')
+    p.add_argument('--data', default='../shared/data', help='root holding the data set folder')
     p.add_argument('--cifar-weights', default='../shared/weights/resnet20-12fca82f.th')
     p.add_argument('--imagenet-arch', default='resnet18', help='resnet18 (downloads weights) or mobilenet_v2')
     p.add_argument('--imagenet-weights', help='state dict file for --imagenet-arch (no download)')
+    p.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS))
+    p.add_argument('--seeds', nargs='+', type=int, default=[42])
+    p.add_argument('--budget-minutes', type=float, default=15, help='training wall time per run (epochs fitted to it)')
+    p.add_argument('--colour-epochs', type=int, default=1, help='epochs of the colour phase (within the budget)')
+    p.add_argument('--semantic-weight', type=float, default=0.05)
     p.add_argument('--size', type=int, default=96)
-    a = p.parse_args(argv)
+    p.add_argument('--n-train', type=int); p.add_argument('--n-valid', type=int)
+    p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--images', default='images', help='where figures and the table go')
+    p.add_argument('--out', default='runs/encoder_transfer', help='where models and logs go (never committed)')
+    p.add_argument('--figures-only', action='store_true', help='only redraw figures and table from finished runs')
+    return p
+
+
+def _setup(a, dls, run):
+    "(learner kwargs, the encoder's own classifier for the semantic loss, frozen?, display name)."
+    if run == 'resnet20':
+        return dict(arch=resnet20_cifar(a.cifar_weights)), resnet20_cifar(a.cifar_weights), False, 'ResNet-20 (CIFAR-10)'
+    kw = dict(arch=a.imagenet_arch, weights=a.imagenet_weights, pretrained=True)
+    clf = encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
+    frozen = run.endswith('frozen')
+    return kw, clf, frozen, f"{a.imagenet_arch} (ImageNet){', frozen' if frozen else ''}"
+
+
+def seconds_per_epoch(learn, clf, semantic_weight, n=3):
+    """One training epoch of the recipe's phase 1 (L1 + semantic KL, Adam step; frozen parameters excluded) plus one
+    validation pass, timed on a copy of the model from `n` batches of each."""
+    model = copy.deepcopy(learn.model).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
+    L_, ab = learn.dls.train.one_batch()
+    for i in range(n + 1):
+        if i == 1: t = time.time()
+        pred = model(L_)
+        loss = (pred - ab).abs().mean() + semantic_weight * semantic_kl(clf, clf.stats, L_, pred, ab)
+        loss.backward(); opt.step(); opt.zero_grad()
+    t_train = (time.time() - t) / n
+    model.eval()
+    with torch.no_grad():
+        t = time.time()
+        for _ in range(n): model(L_)
+    t_valid = (time.time() - t) / n * 1.3                                   # + metrics
+    return len(learn.dls.train) * t_train + len(learn.dls.valid) * t_valid
+
+
+def train_run(a, dls, run, seed, out):
+    kw, clf, frozen, name = _setup(a, dls, run)
+    if not hasattr(clf, 'stats'): clf.stats = IMAGENET_STATS                 # torchvision models expect ImageNet's
+    set_seed(seed)
+    learn = colour_learner(dls, metrics=colour_metrics() + [SpuriousColour()], **kw)
+    if frozen: learn.freeze()
+    per_epoch = seconds_per_epoch(learn, clf, a.semantic_weight)
+    total = max(a.colour_epochs + 1, int(a.budget_minutes * 60 // per_epoch))
+    E, G = total - a.colour_epochs, a.colour_epochs
+    print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per epoch -> {E} + {G} epochs in "
+          f"{a.budget_minutes:g} min", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    learn.path, learn.model_dir = out.absolute(), '.'
+    phase1 = {}
+    def after_l1(l):
+        phase1['curve'], phase1['state'] = [v[1] for v in l.recorder.values], ex.snapshot(l.model)
+        l.save('phase1')
+    t0 = time.time()
+    train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=a.semantic_weight, csv_logs=True,
+                          after_l1=after_l1)
+    wall = time.time() - t0
+    learn.save('final')
+    learn.export(out.absolute() / 'final.pkl')
+    metrics = lambda: colour_metrics() + [SpuriousColour()]
+    res = dict(name=name, seed=seed, epochs=[E, G], wall_s=wall,
+               phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
+               final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
+               curves=dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values]))
+    ex.save_json(out / 'metrics.json', res)
+    return learn, res
+
+
+def load_run(a, dls, run, out):
+    kw, _, _, _ = _setup(a, dls, run)
+    learn = colour_learner(dls, metrics=colour_metrics(), **kw)
+    learn.path, learn.model_dir = out.absolute(), '.'
+    learn.load('final', with_opt=False)
+    return learn, json.loads((out / 'metrics.json').read_text())
+
+
+def seed_scatter(results):
+    "{run name: {metric: (mean, half-range)}} over the seeds each run has."
+    by = {}
+    for r in results: by.setdefault(r['name'], []).append(r['final'])
+    return {n: {k: (float(np.mean([f[k] for f in fs])), float(np.ptp([f[k] for f in fs]) / 2)) for k in fs[0]}
+            for n, fs in by.items() if len(fs) > 1}
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
-    kw = dict(n_train=a.n_train, size=a.size, bs=a.bs or 32, seed=a.seed, n_valid=a.n_valid)
+    kw = dict(n_train=a.n_train, size=a.size, bs=a.bs, seed=42, n_valid=a.n_valid)
     dls = stl10_dls(a.data, **kw) if a.dataset == 'stl10' else imagenette_dls(a.data, **kw)
-    encoders = {'ResNet-20 (CIFAR-10)': dict(arch=resnet20_cifar(a.cifar_weights)),
-                f'{a.imagenet_arch} (ImageNet)': dict(arch=a.imagenet_arch, weights=a.imagenet_weights,
-                                                      pretrained=True)}
-    half = type(a)(**{**vars(a), 'budget_minutes': a.budget_minutes / 2})
-    rows, curves, stages, plan = {}, {}, [], {}
+    results, stages, curves = [], [], {}
     L_ = ab = None
-    for name, kwargs in encoders.items():
-        set_seed(a.seed)
-        learn = colour_learner(dls, metrics=colour_metrics(), **kwargs)
-        run_dir = out / name.split()[0]
-        if a.figures_only: unet_state, _ = ex.load_run(learn, run_dir)
-        else:
-            E, G = ex.plan_epochs(learn, half)
-            plan[name] = (E, G)
-            unet_state, c = ex.train(learn, E, G, run_dir)
-            learn.remove_cbs(learn.cbs.filter(lambda cb: type(cb).__name__ == 'GANColourizer'))
-            table = ex.score_table(learn, unet_state)
-            rows['grey (ab = 0)'] = table['grey (ab = 0)']
-            rows[f'{name}: U-Net only'] = table['U-Net only (L1)']
-            rows[f'{name}: U-Net + GAN'] = table['U-Net + GAN']
-            rows['truth'] = table.pop('truth')
-            curves[f'{name}: U-Net'] = (list(range(1, E + 1)), c['unet'])
-            curves[f'{name}: GAN'] = (list(range(E + 1, E + G + 1)), c['gan'])
-        if L_ is None: L_, ab = ex.fixed_batch(learn)
-        st = ex.stage_predictions(learn, unet_state, L_, ab)
-        stages.append((f'{name.split()[0]} + GAN', st[2][1]))
-    table = ''
-    if a.figures_only:
-        saved = json.loads((out / 'metrics.json').read_text())
-        rows, curves = saved['rows'], saved['curves']
-    else:
-        rows = {k: rows[k] for k in [r for r in rows if r != 'truth'] + ['truth']}
-        title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images; "
-                 + '; '.join(f"{n}: {e} L1 + {g} GAN epochs" for n, (e, g) in plan.items()))
-        table = ex.markdown_table(rows, title)
-        (images / 'encoder_transfer_metrics.md').write_text(table)
-        ex.save_json(out / 'metrics.json', dict(rows=rows, curves=curves, plan=plan))
-    ex.write_gif(images / f'diff_encoders_{a.dataset}.gif', L_, [('grey input', ab * 0), *stages, ('truth', ab)], scale=1)
-    ex.plot_curves(images / 'encoder_loss_differences.png', curves, f'{a.dataset}, {a.size} px: validation L1 by encoder')
+    for run in a.runs:
+        for seed in a.seeds:
+            run_dir = out / f'{run}_s{seed}'
+            if (run_dir / 'metrics.json').exists(): learn, res = load_run(a, dls, run, run_dir)
+            elif a.figures_only: continue
+            else: learn, res = train_run(a, dls, run, seed, run_dir)
+            results.append(res)
+            if L_ is None: L_, ab = ex.fixed_batch(learn)
+            if seed == a.seeds[0]:
+                with torch.no_grad(): stages.append((res['name'], ex._predict_with(learn)(L_, ab)))
+                E, G = res['epochs']
+                curves[f"{res['name']}: phase 1"] = (list(range(1, E + 1)), res['curves']['phase1'])
+                curves[f"{res['name']}: colour phase"] = (list(range(E + 1, E + G + 1)), res['curves']['phase2'])
+    if not results: raise SystemExit(f"no finished runs under {out}")
+    metrics = lambda: colour_metrics() + [SpuriousColour()]
+    rows = {'grey (ab = 0)': score_predictions(dls.valid, lambda L, ab: ab * 0, metrics())}
+    for r in results:
+        rows[f"{r['name']}, seed {r['seed']}: {r['epochs'][0]} + {r['epochs'][1]} epochs"] = \
+            {**r['final'], 'train_min': r['wall_s'] / 60}
+    rows['truth'] = score_predictions(dls.valid, lambda L, ab: ab, metrics())
+    title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation photos; "
+             f"default recipe, {a.budget_minutes:g} min budget per run; blotch pixels = share of pixels coloured with a hue absent within 7 px in the truth (`spurious_colour`)")
+    table = ex.markdown_table(rows, title)
+    scatter = seed_scatter(results)
+    if scatter:
+        table += '\n' + '\n'.join(
+            f"- {n}, mean ± half-range over seeds: " + ', '.join(f"{k} {m:.4g} ± {h:.2g}" for k, (m, h) in s.items())
+            for n, s in scatter.items()) + '\n'
+    (images / 'encoder_transfer_metrics.md').write_text(table)
+    ex.save_json(out / 'summary.json', dict(rows=rows, scatter=scatter))
+    ex.write_gif(images / f'diff_encoders_{a.dataset}.gif', L_, [('grey input', ab * 0), *stages, ('truth', ab)],
+                 scale=1)
+    ex.plot_curves(images / 'encoder_loss_differences.png', curves,
+                   f'{a.dataset}, {a.size} px: validation L1 per epoch')
     print(table)
     return rows
 

@@ -1,4 +1,5 @@
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -53,3 +54,25 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert 'does not exist' in capsys.readouterr().err
     r = subprocess.run([sys.executable, '-m', 'colourgan_fastai.cli', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and 'demo' in r.stdout and 'train' in r.stdout
+
+
+def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_full_size(shared, tmp_path, capsys):
+    "colourgan train --dataset imagenette (default recipe, ImageNet MobileNetV2), then colourize + the README figure."
+    stem = tmp_path / 'photo'
+    assert main(['train', '--dataset', 'imagenette', '--data', str(shared / 'data'), '--arch', 'mobilenet_v2',
+                 '--encoder-weights', str(shared / 'weights/mobilenet_v2_imagenet.pth'), '--n-train', '16',
+                 '--n-valid', '8', '--size', '32', '--bs', '8', '--epochs', '1', '--colour-epochs', '1',
+                 '--out', str(stem)]) == 0
+    text = capsys.readouterr().out
+    assert '16 training / 8 validation images' in text and 'recipe semantic' in text and 'left out' not in text
+    val = shared / 'data/imagenette2-160/val'
+    photo = sorted((val / sorted(p.name for p in val.iterdir())[0]).iterdir())[0]
+    assert main(['colourize', str(photo), '-o', str(tmp_path / 'out'), '--model', str(stem) + '.pkl']) == 0
+    out = Image.open(tmp_path / 'out' / (photo.stem + '.png'))
+    assert out.size == Image.open(photo).size and out.mode == 'RGB'              # the whole photo, full resolution
+    import runpy
+    fig = runpy.run_path(str(Path(__file__).parents[1] / 'examples/photo_figure.py'), run_name='x')['main'](
+        ['--model', str(stem) + '.pkl', '--photos', str(val), '--n', '3', '--per-row', '2',
+         '--out', str(tmp_path / 'fig.png')])
+    w, h = Image.open(fig).size
+    assert h > 2 * 160 and w > 2 * 3 * 160                  # 3 photos, 2 per row, each grey | colourised | original

@@ -3,6 +3,8 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
@@ -19,9 +21,9 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
-                          'semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness)', 'truth']
+                          'semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness, PSNR loss)', 'truth']
     assert rows['truth']['l1'] == 0 and 0 <= rows['grey (ab = 0)']['top1'] <= 1
-    assert rows['seed: U-Net + GAN']['train_min'] > 0 and rows['semantic: final (+ colourfulness)']['train_min'] > 0
+    assert rows['seed: U-Net + GAN']['train_min'] > 0 and rows['semantic: final (+ colourfulness, PSNR loss)']['train_min'] > 0
     table = (tmp_path / 'img' / 'cifar10_metrics.md').read_text()
     assert 'ResNet-32 top-1' in table and 'semantic: final' in table and 'train min' in table
     gif = Image.open(tmp_path / 'img' / 'cifar_recolourized.gif')
@@ -39,20 +41,48 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                              '--images', str(tmp_path / 'img2'), '--out', str(tmp_path / 'runs'), '--figures-only'])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(again) == list(rows) and Image.open(tmp_path / 'img2' / 'cifar_recolourized.gif').n_frames == 6
+    # the semantic recipe's colour phase alone, continuing from a finished run's phase 1: same start, time carried over
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        args = ['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
+                '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--n-train', '64', '--n-valid', '32',
+                '--bs', '32', '--recipes', 'semantic', '--colour-epochs', '1', '--phase1-from',
+                str(tmp_path / 'runs' / 'semantic'), '--images', str(tmp_path / 'img3'), '--out', str(tmp_path / 'runs3')]
+        cont = mod['main'](args + ['--sem-epochs', '1'])
+        with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
+    finally: sys.path.remove(str(EXAMPLES))
+    import pandas as pd
+    earlier = pd.read_csv(tmp_path / 'runs/semantic/unet_log.csv')['time']
+    assert cont['semantic: phase 1 (L1 + semantic, EMA)'] == rows['semantic: phase 1 (L1 + semantic, EMA)']
+    assert cont['semantic: final (+ colourfulness, PSNR loss)']['train_min'] * 60 >= sum(
+        int(t.split(':')[0]) * 60 + int(t.split(':')[1]) for t in earlier)
+    assert (tmp_path / 'runs3/semantic/unet_log.csv').exists()
 
 
 def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     sys.path.insert(0, str(EXAMPLES))
+    args = ['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
+            '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--imagenet-arch', 'mobilenet_v2',
+            '--imagenet-weights', str(shared / 'weights/mobilenet_v2_imagenet.pth'),
+            '--n-train', '32', '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01',
+            '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')]
     try:
         mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
-        rows = mod['main'](['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
-                            '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'),
-                            '--imagenet-arch', 'mobilenet_v2',
-                            '--imagenet-weights', str(shared / 'weights/mobilenet_v2_imagenet.pth'),
-                            '--n-train', '32', '--n-valid', '16', '--bs', '16', '--epochs', '1', '--gan-epochs', '1',
-                            '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
+        rows = mod['main'](args + ['--runs', 'resnet20', 'imagenet-frozen', '--seeds', '1', '2'])
+        stamp = (tmp_path / 'runs/resnet20_s1/final.pkl').stat().st_mtime_ns
+        md = (tmp_path / 'img' / 'encoder_transfer_metrics.md').read_text()
+        frames = Image.open(tmp_path / 'img' / 'diff_encoders_imagenette.gif').n_frames   # grey, 2 encoders, truth
+        again = mod['main'](args + ['--runs', 'resnet20', '--seeds', '1'])       # finished runs are loaded, not retrained
     finally: sys.path.remove(str(EXAMPLES))
-    assert len(rows) == 6 and 'mobilenet_v2 (ImageNet): U-Net + GAN' in rows
-    assert Image.open(tmp_path / 'img' / 'diff_encoders_imagenette.gif').n_frames == 4
-    assert (tmp_path / 'img' / 'encoder_loss_differences.png').exists()
-    assert 'ResNet-20 (CIFAR-10): U-Net only' in (tmp_path / 'img' / 'encoder_transfer_metrics.md').read_text()
+    assert list(rows)[0] == 'grey (ab = 0)' and list(rows)[-1] == 'truth' and len(rows) == 6
+    assert 'mobilenet_v2 (ImageNet), frozen, seed 2: 1 + 1 epochs' in rows
+    assert all('spurious_colour' in r for r in rows.values()) and rows['truth']['spurious_colour'] == 0
+    assert (tmp_path / 'runs/resnet20_s1/final.pkl').stat().st_mtime_ns == stamp and len(again) == 3
+    # frozen means frozen: the encoder's convolutions are still the pretrained ones after training
+    from colourgan_fastai import load_colourizer, encoder_body
+    G = load_colourizer(tmp_path / 'runs/imagenet-frozen_s1/final.pkl').model
+    body = encoder_body('mobilenet_v2', weights=str(shared / 'weights/mobilenet_v2_imagenet.pth'))
+    conv = lambda m: next(p for n, p in m.named_parameters() if p.dim() == 4 and p.shape[-1] == 3 and '.1.' in n)
+    assert torch.equal(conv(G[0]), conv(body))
+    assert 'mean ± half-range over seeds' in md and 'blotch pixels' in md
+    assert frames == 4 and (tmp_path / 'img' / 'encoder_loss_differences.png').exists()

@@ -4,7 +4,7 @@ import torch
 from fastai.callback.core import Callback
 
 from colourgan_fastai import (SemanticLoss, ColourfulnessLoss, WeightEMA, semantic_kl, colourfulness_gap,
-                              resnet20_cifar, GANColourizer, encode_lab)
+                              resnet20_cifar, GANColourizer, encode_lab, decode_lab, PSNRLoss, log_mse, psnr)
 
 
 def _batch(n=4, s=16, seed=0):
@@ -29,6 +29,21 @@ def test_colourfulness_gap_is_zero_on_the_truth_and_pushes_grey_output_towards_c
     gap = colourfulness_gap(L_, ab * scale, ab)
     gap.backward()
     assert gap.item() > 0 and scale.grad.item() < 0            # more chroma lowers the gap
+
+
+def test_psnr_loss_is_minus_a_tenth_of_the_per_image_psnr_and_weighs_errors_on_grey_photos_more():
+    L_, ab = _batch()
+    pred = ab * 0.5
+    expect = -psnr(decode_lab(L_, pred), decode_lab(L_, ab)).mean() / 10
+    assert log_mse(L_, pred, ab, eps=1e-12).item() == pytest.approx(expect.item(), rel=1e-4)
+    assert log_mse(L_, ab, ab).item() == pytest.approx(-4, abs=1e-3)           # eps caps a perfect image at 40 dB
+    # unlike L1 (equal pull) or MSE (pull grows with the error), an image that is already faithful is pulled harder:
+    # one more unit of error costs it more dB
+    truth = torch.cat([ab[:1], ab[:1]])
+    pred = (truth + torch.tensor([0.02, 0.2]).view(2, 1, 1, 1)).requires_grad_()
+    log_mse(L_[:1].expand(2, -1, -1, -1), pred, truth).backward()
+    assert pred.grad[0].abs().sum() > 3 * pred.grad[1].abs().sum()
+    with pytest.raises(ValueError): PSNRLoss(eps=0)
 
 
 def test_semantic_loss_trains_G_only_adds_its_weighted_term_and_shows_a_column(tiny_learn):

@@ -57,3 +57,29 @@ def test_score_predictions_on_a_dataloader(tiny_dls):
     truth = score_predictions(tiny_dls.valid, lambda L, ab: ab)
     assert truth['l1'] == 0 and truth['delta_colourfulness'] == pytest.approx(0, abs=1e-4)
     assert grey['l1'] > 0.01 and grey['colourfulness'] < 1 and grey['psnr'] < truth['psnr']
+
+
+def _ab(a, b, h=32, w=32): return torch.stack([torch.full((h, w), float(a)), torch.full((h, w), float(b))])[None]
+
+
+def test_spurious_colour_counts_a_blotch_of_a_hue_absent_nearby_and_nothing_else():
+    from colourgan_fastai import spurious_colour, SpuriousColour
+    red_fish = _ab(0, 0)
+    red_fish[..., 8:24, 8:24] = torch.tensor([50., 30.]).view(1, 2, 1, 1)        # a red object on a grey background
+    assert spurious_colour(red_fish, red_fish).item() == 0                    # the truth itself
+    assert spurious_colour(red_fish * 0, red_fish).item() == 0                # grey output
+    assert spurious_colour(red_fish * 0.5, red_fish).item() == 0              # timid but right hue
+    green = red_fish.clone()
+    green[..., 12:20, 12:20] = torch.tensor([-40., 30.]).view(1, 2, 1, 1)    # a green blotch on the red fish
+    assert spurious_colour(green, red_fish).item() == pytest.approx(64 / 1024)
+    wall = red_fish.clone()
+    wall[..., 0:4, 28:32] = torch.tensor([0., -45.]).view(1, 2, 1, 1)        # blue on the grey wall, far from the fish
+    assert spurious_colour(wall, red_fish).item() == pytest.approx(16 / 1024)
+    near = red_fish.clone()
+    near[..., 4:8, 4:8] = torch.tensor([50., 30.]).view(1, 2, 1, 1)          # red bleeding just beside the red fish
+    assert spurious_colour(near, red_fish).item() == 0
+    # the fastai metric averages the per-image share over the validation set, on the network's ab/110 scale
+    m = SpuriousColour(); m.reset()
+    m.accumulate(SimpleNamespace(xb=(torch.zeros(2, 1, 32, 32),), pred=torch.cat([green, red_fish]) / 110,
+                                 yb=(torch.cat([red_fish, red_fish]) / 110,)))
+    assert m.value == pytest.approx(32 / 1024)
