@@ -1,0 +1,110 @@
+"""Screen variants of the semantic recipe's colour phase (README, Case 1: the table under the ablation).
+
+Each variant starts from the same phase-1 model (`--init`, e.g. runs/cifar10/semantic/phase1.pth from
+examples/cifar10_same_dataset.py), trains `--epochs` on `--n-train` CIFAR-10 training images and is scored on
+2,000 *other* training images (the tuning set: fidelity, colourfulness and the ResNet-20's own top-1, which is
+what variants are chosen on) and, to report only, on the 5,000 test images with the independent ResNet-32 judge.
+
+    python bench/colour_phase_screen.py --name cf15_psnr02 --cf 1.5 --psnr 0.2      # one variant -> runs/screen/
+    python bench/colour_phase_screen.py --table                                      # the markdown table of all
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--name', help='the variant (its results go to <out>/<name>.json)')
+    p.add_argument('--table', action='store_true', help='print the table of every variant in --out')
+    p.add_argument('--data', default='../shared/data'); p.add_argument('--out', default='runs/screen')
+    p.add_argument('--weights', default='../shared/weights/resnet20-12fca82f.th')
+    p.add_argument('--judge', default='../shared/weights/resnet32-d509ac18.th')
+    p.add_argument('--init', default='runs/cifar10/semantic/phase1.pth', help='the phase-1 model to start from')
+    p.add_argument('--n-train', type=int, default=12000); p.add_argument('--epochs', type=int, default=1)
+    p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--sem', type=float, default=0.05)
+    p.add_argument('--cf', type=float, default=1., help='ColourfulnessLoss weight (batch-mean gap)')
+    p.add_argument('--cf-per-image', type=float, default=0., help='weight of a per-image colourfulness gap')
+    p.add_argument('--psnr', type=float, default=0., help='PSNRLoss weight')
+    p.add_argument('--n-tune', type=int, default=2000, help='held-out training images that choose the variant')
+    p.add_argument('--n-test', type=int, help='test images to report on (default: all 5,000)')
+    p.add_argument('--seed', type=int, default=42)
+    return p
+
+
+def per_image_cf_loss(weight):
+    "The rejected variant: mean over images of |CF(pred) - CF(truth)| / 100 instead of the batch means' gap."
+    from colourgan_fastai import LossTerm, decode_lab, colourfulness
+
+    class PerImageColourfulnessGap(LossTerm):
+        name = 'loss_cf_per_image'
+        def term(self, L_, pred, target):
+            L_, pred, target = (t.as_subclass(torch.Tensor) for t in (L_, pred, target))
+            with torch.no_grad(): cf_true = colourfulness(decode_lab(L_, target))
+            return (colourfulness(decode_lab(L_, pred)) - cf_true).abs().mean() / 100
+    return PerImageColourfulnessGap(weight)
+
+
+def screen(a):
+    from fastai.torch_core import set_seed
+    from fastai.vision.all import get_image_files
+    from colourgan_fastai import (dls_from_lists, cifar10_dls, colour_learner, colour_metrics, resnet20_cifar,
+                                  score_predictions, SemanticLoss, ColourfulnessLoss, PSNRLoss, WeightEMA)
+    sys.path.insert(0, str(ROOT / 'examples'))
+    import experiment as ex
+    from cifar10_same_dataset import Top1, CLASSES
+    set_seed(a.seed)
+    train = sorted(get_image_files(Path(a.data) / 'cifar10' / 'train'))
+    idx = np.random.RandomState(0).permutation(len(train))
+    tune = [train[i] for i in sorted(idx[:a.n_tune])]                     # the same images for every variant
+    rest = [train[i] for i in sorted(idx[a.n_tune:])]
+    pick = np.random.RandomState(a.seed).choice(len(rest), min(a.n_train, len(rest)), replace=False)
+    dls = dls_from_lists([rest[i] for i in sorted(pick)], tune, 32, 64, seed=a.seed, cache=True)
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+    learn.load(Path(a.init).with_suffix('').absolute(), with_opt=False)
+    own = resnet20_cifar(a.weights)
+    cbs = ([SemanticLoss(own, a.sem)] if a.sem else []) + ([ColourfulnessLoss(a.cf)] if a.cf else []) + \
+          ([per_image_cf_loss(a.cf_per_image)] if a.cf_per_image else []) + ([PSNRLoss(a.psnr)] if a.psnr else [])
+    t0 = time.time()
+    if a.epochs: learn.fit_one_cycle(a.epochs, a.lr, cbs=cbs + [WeightEMA()])
+    res = dict(args=vars(a), train_s=time.time() - t0, rows={})
+    predict = ex._predict_with(learn)
+    tune_labels = [CLASSES.index(Path(f).parent.name) for f in tune]
+    res['rows']['tune'] = score_predictions(dls.valid, predict, colour_metrics() + [Top1(own, tune_labels)])
+    test = cifar10_dls(a.data, n_train=64, bs=64, n_valid=a.n_test).valid
+    judge = resnet20_cifar(a.judge, depth=32)
+    test_labels = [CLASSES.index(Path(f).parent.name) for f in test.items]
+    res['rows']['test'] = score_predictions(test, predict, colour_metrics() + [Top1(judge, test_labels)])
+    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    ex.save_json(out / f'{a.name}.json', res)
+    return res
+
+
+def table(out):
+    lines = ['| variant | tuning: PSNR | SSIM | CF | ΔCF | ResNet-20 top-1 | test: PSNR | SSIM | ΔCF | ResNet-32 top-1 |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for f in sorted(Path(out).glob('*.json')):
+        t, s = (json.loads(f.read_text())['rows'][k] for k in ('tune', 'test'))
+        lines.append(f"| {f.stem} | {t['psnr']:.2f} | {t['ssim']:.4f} | {t['colourfulness']:.2f} | "
+                     f"{t['delta_colourfulness']:.2f} | {t['top1']:.1%} | {s['psnr']:.2f} | {s['ssim']:.4f} | "
+                     f"{s['delta_colourfulness']:.2f} | {s['top1']:.1%} |")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    if a.table: print(table(a.out)); return
+    if not a.name: raise SystemExit('--name is required to run a variant')
+    r = screen(a)
+    print(json.dumps(r['rows'], indent=1))
+    return r
+
+
+if __name__ == '__main__': main()
