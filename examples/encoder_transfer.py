@@ -166,6 +166,7 @@ def main(argv=None):
     metrics = lambda: colour_metrics() + [SpuriousColour()]
     rows = {'grey (ab = 0)': score_predictions(dls.valid, lambda L, ab: ab * 0, metrics())}
     for r in results:
+        if r['seed'] == a.seeds[0]: rows[f"{r['name']}, seed {r['seed']}: phase 1 only"] = r['phase1']
         rows[f"{r['name']}, seed {r['seed']}: {r['epochs'][0]} + {r['epochs'][1]} epochs"] = \
             {**r['final'], 'train_min': r['wall_s'] / 60}
     rows['truth'] = score_predictions(dls.valid, lambda L, ab: ab, metrics())

@@ -74,10 +74,10 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
         frames = Image.open(tmp_path / 'img' / 'diff_encoders_imagenette.gif').n_frames   # grey, 2 encoders, truth
         again = mod['main'](args + ['--runs', 'resnet20', '--seeds', '1'])       # finished runs are loaded, not retrained
     finally: sys.path.remove(str(EXAMPLES))
-    assert list(rows)[0] == 'grey (ab = 0)' and list(rows)[-1] == 'truth' and len(rows) == 6
+    assert list(rows)[0] == 'grey (ab = 0)' and list(rows)[-1] == 'truth' and len(rows) == 8    # + phase 1 of seed 1
     assert 'mobilenet_v2 (ImageNet), frozen, seed 2: 1 + 1 epochs' in rows
     assert all('spurious_colour' in r for r in rows.values()) and rows['truth']['spurious_colour'] == 0
-    assert (tmp_path / 'runs/resnet20_s1/final.pkl').stat().st_mtime_ns == stamp and len(again) == 3
+    assert (tmp_path / 'runs/resnet20_s1/final.pkl').stat().st_mtime_ns == stamp and len(again) == 4
     # frozen means frozen: the encoder's convolutions are still the pretrained ones after training
     from colourgan_fastai import load_colourizer, encoder_body
     G = load_colourizer(tmp_path / 'runs/imagenet-frozen_s1/final.pkl').model
