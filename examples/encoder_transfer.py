@@ -37,7 +37,7 @@ from fastai.torch_core import set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
-                              encoder_classifier, semantic_kl, IMAGENET_STATS, score_predictions, SpuriousColour, train_semantic_colour)
+                              encoder_classifier, semantic_kl, IMAGENET_STATS, colourfulness_gap, log_mse, score_predictions, SpuriousColour, train_semantic_colour)
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -73,9 +73,10 @@ def _setup(a, dls, run):
     return kw, clf, frozen, f"{a.imagenet_arch} (ImageNet){', frozen' if frozen else ''}"
 
 
-def seconds_per_epoch(learn, clf, semantic_weight, n=3):
-    """One training epoch of the recipe's phase 1 (L1 + semantic KL, Adam step; frozen parameters excluded) plus one
-    validation pass, timed on a copy of the model from `n` batches of each."""
+def seconds_per_epoch(learn, clf, semantic_weight, colour=False, n=3):
+    """One training epoch of the recipe (L1 + semantic KL, + the colour phase's colourfulness and PSNR terms when
+    `colour`; Adam step, frozen parameters excluded) plus one validation pass, timed on a copy of the model from `n`
+    batches of each."""
     model = copy.deepcopy(learn.model).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
     L_, ab = learn.dls.train.one_batch()
@@ -83,6 +84,7 @@ def seconds_per_epoch(learn, clf, semantic_weight, n=3):
         if i == 1: t = time.time()
         pred = model(L_)
         loss = (pred - ab).abs().mean() + semantic_weight * semantic_kl(clf, clf.stats, L_, pred, ab)
+        if colour: loss = loss + colourfulness_gap(L_, pred, ab) + log_mse(L_, pred, ab)
         loss.backward(); opt.step(); opt.zero_grad()
     t_train = (time.time() - t) / n
     model.eval()
@@ -100,10 +102,11 @@ def train_run(a, dls, run, seed, out):
     learn = colour_learner(dls, metrics=colour_metrics() + [SpuriousColour()], **kw)
     if frozen: learn.freeze()
     per_epoch = seconds_per_epoch(learn, clf, a.semantic_weight)
-    total = max(a.colour_epochs + 1, int(a.budget_minutes * 60 // per_epoch))
-    E, G = total - a.colour_epochs, a.colour_epochs
-    print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per epoch -> {E} + {G} epochs in "
-          f"{a.budget_minutes:g} min", flush=True)
+    per_colour = seconds_per_epoch(learn, clf, a.semantic_weight, colour=True)
+    G = a.colour_epochs
+    E = max(1, int((a.budget_minutes * 60 - G * per_colour) // per_epoch))
+    print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch and {per_colour / 60:.1f} min per "
+          f"colour epoch -> {E} + {G} epochs in {a.budget_minutes:g} min", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
