@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from fastai.learner import Metric
 
-from .lab import decode_lab
+from .lab import decode_lab, AB_SCALE
 
 __all__ = ['TrainLossColumn', 'psnr', 'ssim', 'colourfulness', 'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'colour_metrics', 'score_predictions',
            'spurious_colour', 'SpuriousColour']
@@ -145,7 +145,6 @@ def spurious_colour(pred_ab: Tensor, true_ab: Tensor, radius=7, chroma=12., true
 class SpuriousColour(_RGBMetric):
     "Mean share of output pixels coloured with a hue found nowhere nearby in the truth (`spurious_colour`): blotches."
     def accumulate(self, learn):
-        from .lab import AB_SCALE
         s = spurious_colour(learn.pred.detach().float() * AB_SCALE, learn.yb[0].float() * AB_SCALE)
         self.total += s.sum()
         self.count += len(s)

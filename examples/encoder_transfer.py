@@ -37,9 +37,13 @@ from fastai.torch_core import set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
-                              encoder_classifier, semantic_kl, IMAGENET_STATS, colourfulness_gap, log_mse, score_predictions, SpuriousColour, train_semantic_colour)
+                              encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
+                              SpuriousColour, train_semantic_colour)
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
+
+
+def metrics(): return colour_metrics() + [SpuriousColour()]
 
 
 def parser():
@@ -63,27 +67,32 @@ def parser():
     return p
 
 
-def _setup(a, dls, run):
-    "(learner kwargs, the encoder's own classifier for the semantic loss, frozen?, display name)."
-    if run == 'resnet20':
-        return dict(arch=resnet20_cifar(a.cifar_weights)), resnet20_cifar(a.cifar_weights), False, 'ResNet-20 (CIFAR-10)'
-    kw = dict(arch=a.imagenet_arch, weights=a.imagenet_weights, pretrained=True)
-    clf = encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
+def _setup(a, run):
+    "(learner kwargs, frozen?, display name) of a run."
+    if run == 'resnet20': return dict(arch=resnet20_cifar(a.cifar_weights)), False, 'ResNet-20 (CIFAR-10)'
     frozen = run.endswith('frozen')
-    return kw, clf, frozen, f"{a.imagenet_arch} (ImageNet){', frozen' if frozen else ''}"
+    return (dict(arch=a.imagenet_arch, weights=a.imagenet_weights, pretrained=True), frozen,
+            f"{a.imagenet_arch} (ImageNet){', frozen' if frozen else ''}")
 
 
-def seconds_per_epoch(learn, clf, semantic_weight, colour=False, n=3):
-    """One training epoch of the recipe (L1 + semantic KL, + the colour phase's colourfulness and PSNR terms when
-    `colour`; Adam step, frozen parameters excluded) plus one validation pass, timed on a copy of the model from `n`
-    batches of each."""
+def _classifier(a, run):
+    "The encoder's own pretrained classifier, for the semantic loss."
+    if run == 'resnet20': return resnet20_cifar(a.cifar_weights)
+    return encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
+
+
+def seconds_per_epoch(learn, semantic, colour=False, n=3):
+    """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term, + the colour phase's colourfulness
+    and PSNR terms when `colour`; Adam step, frozen parameters excluded) plus one validation pass, timed on a copy of
+    the model from `n` batches of each."""
     model = copy.deepcopy(learn.model).train()
+    semantic.clf.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
     L_, ab = learn.dls.train.one_batch()
     for i in range(n + 1):
         if i == 1: t = time.time()
         pred = model(L_)
-        loss = (pred - ab).abs().mean() + semantic_weight * semantic_kl(clf, clf.stats, L_, pred, ab)
+        loss = (pred - ab).abs().mean() + semantic.weight * semantic.term(L_, pred, ab)
         if colour: loss = loss + colourfulness_gap(L_, pred, ab) + log_mse(L_, pred, ab)
         loss.backward(); opt.step(); opt.zero_grad()
     t_train = (time.time() - t) / n
@@ -96,13 +105,14 @@ def seconds_per_epoch(learn, clf, semantic_weight, colour=False, n=3):
 
 
 def train_run(a, dls, run, seed, out):
-    kw, clf, frozen, name = _setup(a, dls, run)
-    if not hasattr(clf, 'stats'): clf.stats = IMAGENET_STATS                 # torchvision models expect ImageNet's
+    kw, frozen, name = _setup(a, run)
+    clf = _classifier(a, run)
     set_seed(seed)
-    learn = colour_learner(dls, metrics=colour_metrics() + [SpuriousColour()], **kw)
+    learn = colour_learner(dls, metrics=metrics(), **kw)
     if frozen: learn.freeze()
-    per_epoch = seconds_per_epoch(learn, clf, a.semantic_weight)
-    per_colour = seconds_per_epoch(learn, clf, a.semantic_weight, colour=True)
+    semantic = SemanticLoss(clf, a.semantic_weight)
+    per_epoch = seconds_per_epoch(learn, semantic)
+    per_colour = seconds_per_epoch(learn, semantic, colour=True)
     G = a.colour_epochs
     E = max(1, int((a.budget_minutes * 60 - G * per_colour) // per_epoch))
     print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch and {per_colour / 60:.1f} min per "
@@ -119,7 +129,6 @@ def train_run(a, dls, run, seed, out):
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    metrics = lambda: colour_metrics() + [SpuriousColour()]
     res = dict(name=name, seed=seed, epochs=[E, G], wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
@@ -129,7 +138,7 @@ def train_run(a, dls, run, seed, out):
 
 
 def load_run(a, dls, run, out):
-    kw, _, _, _ = _setup(a, dls, run)
+    kw, _, _ = _setup(a, run)
     learn = colour_learner(dls, metrics=colour_metrics(), **kw)
     learn.path, learn.model_dir = out.absolute(), '.'
     learn.load('final', with_opt=False)
@@ -166,7 +175,6 @@ def main(argv=None):
                 curves[f"{res['name']}: phase 1"] = (list(range(1, E + 1)), res['curves']['phase1'])
                 curves[f"{res['name']}: colour phase"] = (list(range(E + 1, E + G + 1)), res['curves']['phase2'])
     if not results: raise SystemExit(f"no finished runs under {out}")
-    metrics = lambda: colour_metrics() + [SpuriousColour()]
     rows = {'grey (ab = 0)': score_predictions(dls.valid, lambda L, ab: ab * 0, metrics())}
     for r in results:
         if r['seed'] == a.seeds[0]: rows[f"{r['name']}, seed {r['seed']}: phase 1 only"] = r['phase1']
