@@ -85,11 +85,15 @@ def _dls_for(a):
 
 def cmd_train(a):
     from fastai.torch_core import set_seed
-    from . import colour_learner, colour_metrics, CachedDL, encoder_classifier
+    from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing
     from .recipe import train_l1_then_gan, train_semantic_colour
     out = Path(a.out)
     if out.with_suffix('.pkl').exists() and not a.overwrite:
         raise FileExistsError(f"{out.with_suffix('.pkl')} exists; pass --overwrite to replace it")
+    epochs = a.epochs if a.epochs is not None else {'seed': 20, 'semantic': 4}[a.recipe]
+    small_epochs = epochs // 2 if a.progressive_epochs is None else a.progressive_epochs
+    if a.progressive and not 0 <= small_epochs <= epochs:
+        raise ValueError(f"--progressive-epochs must be between 0 and the {epochs} phase-1 epochs")
     set_seed(a.seed)
     dls = _dls_for(a)
     pretrained = not a.no_pretrained
@@ -97,13 +101,18 @@ def cmd_train(a):
                            metrics=colour_metrics())
     if a.bf16: learn.to_bf16()
     learn.path = out.parent.absolute(); learn.model_dir = '.'
-    epochs = a.epochs if a.epochs is not None else {'seed': 20, 'semantic': 4}[a.recipe]
     print(f"train: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images, "
           f"{'batched from memory (CachedDL)' if isinstance(dls.train, CachedDL) else 'decoded per item'}, "
           f"{'bf16 mixed precision' if a.bf16 else 'fp32'}, recipe {a.recipe}")
     after_l1 = lambda l: l.save(out.name + '_unet')
+    phase1_cbs = []
+    if a.progressive:
+        phase1_cbs = [ProgressiveResizing(_dls_for(argparse.Namespace(**{**vars(a), 'size': a.progressive})).train,
+                                          small_epochs)]
+        print(f"train: progressive resizing, the first {small_epochs} of {epochs} phase-1 epochs at {a.progressive} px")
     if a.recipe == 'seed':
-        train_l1_then_gan(learn, epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1, after_l1=after_l1)
+        train_l1_then_gan(learn, epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1, after_l1=after_l1,
+                          phase1_cbs=phase1_cbs)
         learn.save(out.name)
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
@@ -113,8 +122,7 @@ def cmd_train(a):
             print("train: the encoder has no pretrained classifier, so the semantic loss is left out")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
-                              psnr_weight=a.psnr_weight,
-                              after_l1=after_l1)
+                              psnr_weight=a.psnr_weight, after_l1=after_l1, phase1_cbs=phase1_cbs)
         learn.save(out.name)
         what = 'for resuming'
     learn.to_fp32()                                 # the exported generator is a plain fp32 model
@@ -207,6 +215,9 @@ def build_parser():
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
     t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)
     t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)
+    t.add_argument('--progressive', type=int, metavar='SIZE', help='progressive resizing: the first phase-1 epochs '
+                   'train on the same images at SIZE px, the rest at --size (ProgressiveResizing)')
+    t.add_argument('--progressive-epochs', type=int, help='--progressive: how many (default: half of phase 1)')
     t.add_argument('--n-valid', type=int, help='cifar10/stl10/imagenette: a seeded subset of the validation images')
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')

@@ -1,7 +1,9 @@
 """Colourise real photos of any size, one file or a whole folder.
 
 DeOldify's insight: predict chroma at a low *render* size, upsample it, and put it on the original
-full-resolution L, so edges stay as sharp as the input. Out-of-gamut colours are fixed by shrinking chroma,
+full-resolution L, so edges stay as sharp as the input. The render is reflect-padded by a border that is cropped
+off the prediction again, so the network's own edge effects (zero padding makes a U-Net tint the outermost pixels)
+fall outside the photo. Out-of-gamut colours are fixed by shrinking chroma,
 never by clipping RGB, so the output's lightness is the input's. Full-resolution work is done in strips of
 rows, so memory stays bounded for very large images.
 """
@@ -111,6 +113,13 @@ def _default_render_size(G):
     return min(size)
 
 
+def _border(h, w):
+    """Reflect padding around a render of h x w: a multiple of 8 near an eighth of the short side (16 px at 96,
+    8 at 32), none where the render is too small to reflect (a side of 8 px or less)."""
+    p = 8 * -(-min(h, w) // 64)
+    return p if p < min(h, w) else 0
+
+
 def _upsample_ab(ab, H, W, r0, r1):
     "Rows r0:r1 of `ab` (2, h, w) bilinearly resized to (H, W), as F.interpolate(align_corners=False) would give."
     ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) / H * 2 - 1
@@ -149,7 +158,9 @@ def _predict(G, greys, render_size, bs, max_pixels=None):
                     x = torch.stack([torch.from_numpy(np.array(
                         Image.fromarray(greys[i].L, 'F').resize((w, h), Image.BILINEAR))) for i in chunk])
                     x = (x[:, None] / L_SCALE - L_SHIFT).to(device)
-                    ab = G(x).float().cpu()
+                    p = _border(h, w)
+                    if p: x = F.pad(x, (p, p, p, p), mode='reflect')
+                    ab = G(x).float().cpu()[..., p:p + h, p:p + w]
                     for j, i in enumerate(chunk): out[i] = ab[j]
     finally: G.train(was_training)
     return out

@@ -19,12 +19,13 @@ def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs e
 
 
 def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_logs=False,
-                      after_l1=None, **gan_kwargs):
+                      after_l1=None, phase1_cbs=(), **gan_kwargs):
     """The seed recipe: `fit_one_cycle(epochs, lr)` with L1, then `GANColourizer(lambda_l1, **gan_kwargs)` and
     `fit_one_cycle(gan_epochs, gan_lr)`. `csv_logs`: write each phase's log with fastai's CSVLogger to
     `unet_log.csv` / `gan_log.csv` in `learn.path`. `after_l1(learn)` runs between the phases (e.g. to save
-    the U-Net-only model). Returns the GANColourizer (already attached)."""
-    if epochs: learn.fit_one_cycle(epochs, lr, cbs=_logs(csv_logs, 'unet'))
+    the U-Net-only model); `phase1_cbs` are extra callbacks for the L1 phase (e.g. `ProgressiveResizing`).
+    Returns the GANColourizer (already attached)."""
+    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
     gan = GANColourizer(lambda_l1=lambda_l1, **gan_kwargs)
     learn.add_cb(gan)
@@ -34,14 +35,16 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
                           semantic_weight=0.05, colourfulness_weight=1.5, psnr_weight=0.2, ema=True, csv_logs=False,
-                          after_l1=None):
+                          after_l1=None, phase1_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1 + `semantic_weight` * KL through
     `classifier` (the encoder's own pretrained RGB classifier; None skips the term), validating and ending on an
     EMA of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and
     `PSNRLoss` (a weight of 0 leaves a term out). `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1
-    (e.g. to continue from a saved phase-1 model). Returns the callbacks used."""
+    (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for phase 1 (e.g.
+    `ProgressiveResizing`). Returns the callbacks used."""
     sem = [SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []
-    if epochs: learn.fit_one_cycle(epochs, lr, cbs=sem + ([WeightEMA()] if ema else []) + _logs(csv_logs, 'unet'))
+    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + sem + ([WeightEMA()] if ema else []) +
+                                   _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
     cf = ([ColourfulnessLoss(colourfulness_weight)] if colourfulness_weight else []) + \
          ([PSNRLoss(psnr_weight)] if psnr_weight else [])

@@ -91,7 +91,7 @@ def run_recipe(recipe, a, out):
     def after_l1(l):
         phase1['curve'], phase1['state'] = [v[1] for v in getattr(l.recorder, 'values', [])], ex.snapshot(l.model)
         l.save('phase1')
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     if recipe == 'seed':
         E, G = (20, 20) if a.full else (a.epochs, a.gan_epochs)
         train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
@@ -115,10 +115,14 @@ def run_recipe(recipe, a, out):
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic (EMA), then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
+    # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
+    # when phase 1 ran in an earlier process.
+    cpu = None if recipe == 'semantic' and a.phase1_from else time.process_time() - c0
+    tv = time.time(); learn.validate(); valid = time.time() - tv      # the cost of each epoch's validation pass
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
     curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values])
-    return learn, phase1['state'], curves, wall, plan, (E, G)
+    return learn, phase1['state'], curves, (wall, cpu, valid), plan, (E, G)
 
 
 STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
@@ -143,13 +147,13 @@ def main(argv=None):
                 learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
             saved = json.loads((run_dir / 'metrics.json').read_text())
         else:
-            learn, p1, c, wall, plan, (E, G) = run_recipe(recipe, a, run_dir)
+            learn, p1, c, (wall, cpu, valid), plan, (E, G) = run_recipe(recipe, a, run_dir)
             labels = [CLASSES.index(Path(f).parent.name) for f in learn.dls.valid.items]
             scored = ex.score_table(learn, p1, lambda: [Top1(judge, labels)])
             saved = dict(rows={STAGE_NAMES[recipe][0]: scored['U-Net only (L1)'],
                                STAGE_NAMES[recipe][1]: {**scored['U-Net + GAN'], 'train_min': wall / 60}},
                          grey=scored['grey (ab = 0)'], truth=scored['truth'], plan=plan, epochs=[E, G],
-                         curves=c, wall_s=wall, seed=a.seed)
+                         curves=c, wall_s=wall, cpu_s=cpu, valid_s=valid, seed=a.seed)
             ex.save_json(run_dir / 'metrics.json', saved)
         rows.setdefault('grey (ab = 0)', saved['grey'])
         rows.update(zip(STAGE_NAMES[recipe], saved['rows'].values()))      # today's stage names, in saved order

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
                               encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
-                              SpuriousColour, train_semantic_colour)
+                              SpuriousColour, train_semantic_colour, ProgressiveResizing)
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -59,6 +59,9 @@ def parser():
     p.add_argument('--colour-epochs', type=int, default=1, help='epochs of the colour phase (within the budget)')
     p.add_argument('--semantic-weight', type=float, default=0.05)
     p.add_argument('--size', type=int, default=96)
+    p.add_argument('--progressive', type=int, metavar='SIZE',
+                   help='progressive resizing: train the first half of phase 1 at SIZE px (ProgressiveResizing), the rest '
+                        'at --size; runs go to <run>-p<SIZE>_s<seed>')
     p.add_argument('--n-train', type=int); p.add_argument('--n-valid', type=int)
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--images', default='images', help='where figures and the table go')
@@ -81,14 +84,15 @@ def _classifier(a, run):
     return encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
 
 
-def seconds_per_epoch(learn, semantic, colour=False, n=3):
+def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None):
     """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term, + the colour phase's colourfulness
-    and PSNR terms when `colour`; Adam step, frozen parameters excluded) plus one validation pass, timed on a copy of
-    the model from `n` batches of each."""
+    and PSNR terms when `colour`; Adam step, frozen parameters excluded) on `train_dl` (default: the Learner's) plus
+    one validation pass, timed on a copy of the model from `n` batches of each."""
     model = copy.deepcopy(learn.model).train()
     semantic.clf.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
-    L_, ab = learn.dls.train.one_batch()
+    train_dl = train_dl or learn.dls.train
+    L_, ab = train_dl.one_batch()
     for i in range(n + 1):
         if i == 1: t = time.time()
         pred = model(L_)
@@ -96,15 +100,28 @@ def seconds_per_epoch(learn, semantic, colour=False, n=3):
         if colour: loss = loss + colourfulness_gap(L_, pred, ab) + log_mse(L_, pred, ab)
         loss.backward(); opt.step(); opt.zero_grad()
     t_train = (time.time() - t) / n
+    L_, _ = learn.dls.valid.one_batch()                               # validation is always at full size
     model.eval()
     with torch.no_grad():
         t = time.time()
         for _ in range(n): model(L_)
     t_valid = (time.time() - t) / n * 1.3                                   # + metrics
-    return len(learn.dls.train) * t_train + len(learn.dls.valid) * t_valid
+    return len(train_dl) * t_train + len(learn.dls.valid) * t_valid
 
 
-def train_run(a, dls, run, seed, out):
+def plan_epochs(budget_s, per_full, per_colour, colour_epochs, per_small=None):
+    """Phase-1 epochs (small, full size) that fit in `budget_s` beside the colour epochs: all at full size, or with
+    `per_small`, as many small as full-size epochs, a leftover epoch going to whichever still fits. At least 1."""
+    left = budget_s - colour_epochs * per_colour
+    if per_small is None: return 0, max(1, int(left // per_full))
+    k = max(0, int(left // (per_small + per_full)))
+    left -= k * (per_small + per_full)
+    if left >= per_full: return k, k + 1
+    if left >= per_small: return k + 1, k
+    return k, max(1, k)
+
+
+def train_run(a, dls, run, seed, out, small=None):
     kw, frozen, name = _setup(a, run)
     clf = _classifier(a, run)
     set_seed(seed)
@@ -113,10 +130,16 @@ def train_run(a, dls, run, seed, out):
     semantic = SemanticLoss(clf, a.semantic_weight)
     per_epoch = seconds_per_epoch(learn, semantic)
     per_colour = seconds_per_epoch(learn, semantic, colour=True)
+    per_small = seconds_per_epoch(learn, semantic, train_dl=small.train) if small is not None else None
     G = a.colour_epochs
-    E = max(1, int((a.budget_minutes * 60 - G * per_colour) // per_epoch))
-    print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch and {per_colour / 60:.1f} min per "
-          f"colour epoch -> {E} + {G} epochs in {a.budget_minutes:g} min", flush=True)
+    Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
+    E = Es + Ef
+    if small is not None: name += f", progressive {a.progressive}→{a.size} px"
+    print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch"
+          + (f" ({per_small / 60:.1f} at {a.progressive} px)" if small is not None else '')
+          + f" and {per_colour / 60:.1f} min per colour epoch -> {E} + {G} epochs"
+          + (f" (the first {Es} at {a.progressive} px)" if small is not None else '')
+          + f" in {a.budget_minutes:g} min", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -125,11 +148,11 @@ def train_run(a, dls, run, seed, out):
         l.save('phase1')
     t0 = time.time()
     train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=a.semantic_weight, csv_logs=True,
-                          after_l1=after_l1)
+                          after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    res = dict(name=name, seed=seed, epochs=[E, G], wall_s=wall,
+    res = dict(name=name, seed=seed, epochs=[E, G], small_epochs=Es, small_size=a.progressive, wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
                curves=dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values]))
@@ -158,15 +181,18 @@ def main(argv=None):
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     kw = dict(n_train=a.n_train, size=a.size, bs=a.bs, seed=42, n_valid=a.n_valid)
-    dls = stl10_dls(a.data, **kw) if a.dataset == 'stl10' else imagenette_dls(a.data, **kw)
+    make = stl10_dls if a.dataset == 'stl10' else imagenette_dls
+    dls = make(a.data, **kw)
+    small = make(a.data, **{**kw, 'size': a.progressive}) if a.progressive else None
+    tag = f'-p{a.progressive}' if a.progressive else ''
     results, stages, curves = [], [], {}
     L_ = ab = None
     for run in a.runs:
         for seed in a.seeds:
-            run_dir = out / f'{run}_s{seed}'
+            run_dir = out / f'{run}{tag}_s{seed}'
             if (run_dir / 'metrics.json').exists(): learn, res = load_run(a, dls, run, run_dir)
             elif a.figures_only: continue
-            else: learn, res = train_run(a, dls, run, seed, run_dir)
+            else: learn, res = train_run(a, dls, run, seed, run_dir, small)
             results.append(res)
             if L_ is None: L_, ab = ex.fixed_batch(learn)
             if seed == a.seeds[0]:
@@ -178,7 +204,8 @@ def main(argv=None):
     rows = {'grey (ab = 0)': score_predictions(dls.valid, lambda L, ab: ab * 0, metrics())}
     for r in results:
         if r['seed'] == a.seeds[0]: rows[f"{r['name']}, seed {r['seed']}: phase 1 only"] = r['phase1']
-        rows[f"{r['name']}, seed {r['seed']}: {r['epochs'][0]} + {r['epochs'][1]} epochs"] = \
+        first = f" (the first {r['small_epochs']} at {r['small_size']} px)" if r.get('small_epochs') else ''
+        rows[f"{r['name']}, seed {r['seed']}: {r['epochs'][0]} + {r['epochs'][1]} epochs{first}"] = \
             {**r['final'], 'train_min': r['wall_s'] / 60}
     rows['truth'] = score_predictions(dls.valid, lambda L, ab: ab, metrics())
     title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation photos; "

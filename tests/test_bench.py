@@ -36,3 +36,28 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     assert set(r['rows']) == {'tune', 'test'} and 0 <= r['rows']['test']['top1'] <= 1
     assert r['rows']['tune']['l1'] > 0 and (tmp_path / 'screen' / 'v.json').exists()
     assert '| v |' in mod['table'](tmp_path / 'screen')
+
+
+def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
+    "bench/time_to_quality.py: seed run, a ladder of semantic runs, the column rule, the clocks; finished runs reload."
+    import runpy
+    mod = runpy.run_path(str(BENCH.parent / 'time_to_quality.py'), run_name='x')
+    ref = dict(l1=0.09, psnr=23.2, ssim=0.92, delta_colourfulness=-1.4, top1=0.755)
+    better = dict(l1=0.08, psnr=24.0, ssim=0.94, delta_colourfulness=0.6, top1=0.78)
+    assert all(mod['at_least_as_good'](better, ref).values())
+    # ΔCF counts by its size, whichever way it misses; each column has its own direction
+    assert mod['at_least_as_good']({**better, 'delta_colourfulness': -1.5}, ref) == {
+        'l1': True, 'psnr': True, 'ssim': True, 'delta_colourfulness': False, 'top1': True}
+    assert not mod['at_least_as_good']({**better, 'l1': 0.1}, ref)['l1']
+    args = ['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
+            '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--seed-epochs', '1', '1', '--seed-n-train', '64',
+            '--ladder', '64:1:1', '--n-valid', '32', '--bs', '32', '--out', str(tmp_path / 'ttq')]
+    r = mod['main'](args)
+    seed_run = tmp_path / 'ttq/seed_64_1_1/seed/metrics.json'
+    assert list(r['rows']) == ['seed recipe, 64 images, 1 + 1 epochs', 'semantic recipe, 64 images, 1 + 1 epochs']
+    assert all(v['wall_s'] > v['valid_s'] > 0 and v['cpu_s'] > 0 for v in r['rows'].values())
+    md = (tmp_path / 'ttq/time_to_quality.md').read_text()
+    assert 'wall / seed' in md and 'CPU / seed' in md and ('| every column |' in md) == (r['found'] is not None)
+    stamp = seed_run.stat().st_mtime_ns
+    again = mod['main'](args)                                     # nothing retrained: same numbers
+    assert seed_run.stat().st_mtime_ns == stamp and again['rows'] == r['rows']

@@ -52,6 +52,9 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(['train', '--dataset', 'folder', '--data', str(tmp_path / 'nope'), '--no-pretrained',
                  '--out', str(tmp_path / 'm')]) == 2
     assert 'does not exist' in capsys.readouterr().err
+    assert main(['train', '--dataset', 'folder', '--data', str(tmp_path), '--no-pretrained', '--epochs', '2',
+                 '--progressive', '16', '--progressive-epochs', '3', '--out', str(tmp_path / 'm')]) == 2
+    assert '--progressive-epochs must be between 0 and the 2 phase-1 epochs' in capsys.readouterr().err
     r = subprocess.run([sys.executable, '-m', 'colourgan_fastai.cli', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and 'demo' in r.stdout and 'train' in r.stdout
 
@@ -61,10 +64,11 @@ def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_
     stem = tmp_path / 'photo'
     assert main(['train', '--dataset', 'imagenette', '--data', str(shared / 'data'), '--arch', 'mobilenet_v2',
                  '--encoder-weights', str(shared / 'weights/mobilenet_v2_imagenet.pth'), '--n-train', '16',
-                 '--n-valid', '8', '--size', '32', '--bs', '8', '--epochs', '1', '--colour-epochs', '1',
-                 '--out', str(stem)]) == 0
+                 '--n-valid', '8', '--size', '32', '--bs', '8', '--epochs', '2', '--colour-epochs', '1',
+                 '--progressive', '16', '--out', str(stem)]) == 0
     text = capsys.readouterr().out
     assert '16 training / 8 validation images' in text and 'recipe semantic' in text and 'left out' not in text
+    assert 'the first 1 of 2 phase-1 epochs at 16 px' in text
     val = shared / 'data/imagenette2-160/val'
     photo = sorted((val / sorted(p.name for p in val.iterdir())[0]).iterdir())[0]
     assert main(['colourize', str(photo), '-o', str(tmp_path / 'out'), '--model', str(stem) + '.pkl']) == 0

@@ -1,4 +1,5 @@
 """Smoke test: the CIFAR-10 experiment script runs end to end on a tiny subset and writes its figures."""
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -86,3 +87,24 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     assert torch.equal(conv(G[0]), conv(body))
     assert 'mean ± half-range over seeds' in md and 'blotch pixels' in md
     assert frames == 4 and (tmp_path / 'img' / 'encoder_loss_differences.png').exists()
+
+
+def test_encoder_transfer_progressive_resizing_plan_and_run(shared, tmp_path):
+    "--progressive: the budget is split between small and full-size phase-1 epochs, and such a run trains and tabulates."
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
+        plan = mod['plan_epochs']
+        assert plan(100, 10, 20, 1) == (0, 8)                  # all full size: (100 - 20) // 10
+        assert plan(100, 10, 20, 1, per_small=4) == (5, 6)     # 5 pairs of 14 s = 70, then 10 s: one more full
+        assert plan(100, 10, 20, 1, per_small=5) == (6, 5)     # 5 pairs = 75, then 5 s: one more small
+        assert plan(10, 10, 20, 1, per_small=4) == (0, 1)      # over budget: still one epoch
+        rows = mod['main'](['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
+                            '--progressive', '16', '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'),
+                            '--n-train', '32', '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01',
+                            '--runs', 'resnet20', '--seeds', '1', '--images', str(tmp_path / 'img'),
+                            '--out', str(tmp_path / 'runs')])
+    finally: sys.path.remove(str(EXAMPLES))
+    res = json.loads((tmp_path / 'runs/resnet20-p16_s1/metrics.json').read_text())
+    assert res['small_size'] == 16 and 'progressive 16→32 px' in res['name']
+    assert any('progressive 16→32 px' in k for k in rows)

@@ -62,6 +62,29 @@ def test_batched_equals_one_by_one(learn):
         assert np.abs(np.asarray(colourize(learn, im), float) - np.asarray(out, float)).max() <= 1
 
 
+class _RingTint(torch.nn.Module):
+    "A colouriser with only an edge effect: it tints the outermost 2 pixels of whatever it is given red (a = +40)."
+    def __init__(self): super().__init__(); self.unused = torch.nn.Parameter(torch.zeros(1))
+    def forward(self, x):
+        ab = torch.zeros(x.shape[0], 2, *x.shape[2:])
+        ab[..., :2, :] = ab[..., -2:, :] = ab[..., :, :2] = ab[..., :, -2:] = 40 / 110
+        return ab
+
+
+def test_network_edge_effects_stay_outside_the_photo(tiny_dls, monkeypatch):
+    "The render is reflect-padded and the border cropped off: a network's own edge tint never reaches the photo."
+    from fastai.learner import Learner
+    import colourgan_fastai.inference as inf
+    fake = Learner(tiny_dls, _RingTint(), loss_func=torch.nn.L1Loss())
+    photo = skimage.data.camera()[:96, :128]
+    chroma = lambda im: np.abs(skc.rgb2lab(np.asarray(im) / 255.)[..., 1:]).max()
+    assert inf._border(96, 128) == 16 and inf._border(32, 32) == 8 and inf._border(8, 40) == 0
+    assert chroma(colourize(fake, photo, render_size=96)) < 1            # grey: the tinted ring was cropped off
+    monkeypatch.setattr(inf, '_border', lambda h, w: 0)                  # without the border: a red frame
+    framed = skc.rgb2lab(np.asarray(colourize(fake, photo, render_size=96)) / 255.)[..., 1]
+    assert framed[0].mean() > 20 and np.abs(framed[20:-20, 20:-20]).max() < 1
+
+
 def _tree(root):
     (root / 'sub').mkdir(parents=True)
     for i, p in enumerate(['a.jpg', 'sub/b.png', 'sub/c.png']):
