@@ -118,10 +118,10 @@ def run_recipe(recipe, a, out):
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
     # when phase 1 ran in an earlier process.
     cpu = None if recipe == 'semantic' and a.phase1_from else time.process_time() - c0
-    tv = time.time(); learn.validate(); valid = time.time() - tv      # the cost of each epoch's validation pass
-    learn.save('final')
-    learn.export(out.absolute() / 'final.pkl')
     curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values])
+    tv = time.time(); learn.validate(); valid = time.time() - tv      # the cost of each epoch's validation pass
+    learn.save('final')                                               # (after the curves: validate resets the Recorder)
+    learn.export(out.absolute() / 'final.pkl')
     return learn, phase1['state'], curves, (wall, cpu, valid), plan, (E, G)
 
 

@@ -7,13 +7,21 @@ classes of Imagenette's validation folder, at the size they are stored (160 px s
 
     python examples/photo_figure.py --model runs/encoder_transfer/imagenet_s42/final.pkl \\
         --photos ../shared/data/imagenette2-160/val --n 6 --out images/heldout_photos.png
+
+`--score` also scores the model on *every* photo under --photos as a user sees them: the whole photo at its stored
+resolution through `colourize`, against the original and against grey output (PSNR, SSIM, colourfulness and its
+gap, blotch pixels), with a progress bar.
 """
 import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
+from fastprogress.fastprogress import progress_bar
+from PIL import Image
 
-from colourgan_fastai import load_colourizer, find_images
+from colourgan_fastai import (load_colourizer, find_images, colourize_many, GreyImage, psnr, ssim, colourfulness,
+                              spurious_colour, rgb_to_lab)
 from colourgan_fastai.figures import comparison_figure
 
 
@@ -32,6 +40,31 @@ def pick_photos(folder, n, skip=0):
     return photos
 
 
+def score_photos(learn, files, bs=16):
+    """Mean scores of `colourize` on whole photos at their stored size against the originals, and of grey output:
+    {'model': {...}, 'grey': {...}} with psnr, ssim, colourfulness, delta_colourfulness (mean CF minus the truth's)
+    and spurious_colour (blotch pixels)."""
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float32) / 255).permute(2, 0, 1)[None]
+    per = {'model': [], 'grey': []}
+    true_cf = []
+    for k in progress_bar(range(0, len(files), bs)):
+        chunk = files[k:k + bs]
+        outs = colourize_many(learn, chunk, bs=bs)
+        for f, out in zip(chunk, outs):
+            truth = t(Image.open(f).convert('RGB'))
+            true_cf.append(colourfulness(truth).item())
+            for name, im in (('model', t(out)), ('grey', t(GreyImage.create(f).grey_rgb()))):
+                ab, true_ab = rgb_to_lab(im)[:, 1:], rgb_to_lab(truth)[:, 1:]
+                per[name].append(dict(psnr=psnr(im, truth).item(), ssim=ssim(im, truth).item(),
+                                      colourfulness=colourfulness(im).item(),
+                                      spurious_colour=spurious_colour(ab, true_ab).item()))
+    res = {}
+    for name, rows in per.items():
+        m = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        res[name] = {**m, 'delta_colourfulness': m['colourfulness'] - float(np.mean(true_cf))}
+    return res
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model', required=True, help='an exported colouriser (.pkl)')
@@ -41,12 +74,21 @@ def main(argv=None):
     p.add_argument('--n', type=int, default=6); p.add_argument('--skip', type=int, default=0)
     p.add_argument('--per-row', type=int, default=2, help='photos per row of the figure')
     p.add_argument('--out', default='images/heldout_photos.png')
+    p.add_argument('--score', action='store_true', help='also score the model on every photo under --photos')
     a = p.parse_args(argv)
     learn = load_colourizer(a.model)
     files = [Path(f) for f in a.files] if a.files else pick_photos(a.photos, a.n, a.skip)
     path = comparison_figure(learn, {f.parent.name + '/' + f.stem if not a.files else f.stem: f for f in files},
                              a.out, per_row=a.per_row)
     print(f"wrote {path}: {len(files)} photos at full resolution")
+    if a.score:
+        every = sorted(find_images(a.photos))
+        res = score_photos(learn, every)
+        for name, m in res.items():
+            print(f"{name:5} on {len(every)} photos at full resolution: PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}, "
+                  f"CF {m['colourfulness']:.2f} (ΔCF {m['delta_colourfulness']:+.2f}), "
+                  f"blotch pixels {m['spurious_colour']:.2%}")
+        return path, res
     return path
 
 

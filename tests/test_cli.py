@@ -80,3 +80,11 @@ def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_
          '--out', str(tmp_path / 'fig.png')])
     w, h = Image.open(fig).size
     assert h > 2 * 160 and w > 2 * 3 * 160                  # 3 photos, 2 per row, each grey | colourised | original
+    few = tmp_path / 'few'; few.mkdir()
+    for p in sorted(photo.parent.iterdir())[:3]: (few / p.name).write_bytes(p.read_bytes())
+    _, sc = runpy.run_path(str(Path(__file__).parents[1] / 'examples/photo_figure.py'), run_name='x')['main'](
+        ['--model', str(stem) + '.pkl', '--photos', str(few), '--n', '2', '--out', str(tmp_path / 'fig2.png'), '--score'])
+    g, m = sc['grey'], sc['model']
+    assert g['colourfulness'] < 1 and g['spurious_colour'] == 0 and g['delta_colourfulness'] < -5   # grey: no colour
+    assert m['colourfulness'] > g['colourfulness'] and 10 < m['psnr'] < 60 and 0 < m['ssim'] <= 1
+    assert 'blotch pixels' in capsys.readouterr().out

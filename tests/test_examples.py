@@ -18,7 +18,7 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         rows = mod['main'](['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
                             '--judge', str(shared / 'weights/resnet32-d509ac18.th'),
                             '--seed-n-train', '64', '--n-train', '64', '--n-valid', '32', '--bs', '32', '--epochs', '1',
-                            '--gan-epochs', '1', '--sem-epochs', '1', '--colour-epochs', '1',
+                            '--gan-epochs', '2', '--sem-epochs', '1', '--colour-epochs', '1',
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
@@ -32,6 +32,9 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
     assert Image.open(tmp_path / 'img' / 'cifar10_unet_vs_gan_loss.png').size[0] > 300
     for r in ('seed', 'semantic'):
         for f in ('phase1.pth', 'final.pth', 'final.pkl', 'metrics.json'): assert (tmp_path / 'runs' / r / f).exists()
+    saved = json.loads((tmp_path / 'runs/seed/metrics.json').read_text())
+    assert [len(saved['curves'][k]) for k in ('phase1', 'phase2')] == [1, 2]     # one validation loss per epoch
+    assert saved['wall_s'] > saved['valid_s'] > 0 and saved['cpu_s'] > 0
     for f in ('seed/unet_log.csv', 'seed/gan_log.csv', 'semantic/unet_log.csv', 'semantic/colour_log.csv'):
         assert (tmp_path / 'runs' / f).exists(), f
     # the figures can be redrawn from the saved runs
