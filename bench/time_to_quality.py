@@ -12,12 +12,11 @@ Keep the machine otherwise idle while it runs: the ratio is of wall times.
 """
 import argparse
 import json
-import platform
 import runpy
 import sys
 from pathlib import Path
 
-import torch
+from colourgan_fastai import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / 'examples' / 'cifar10_same_dataset.py'
@@ -63,14 +62,6 @@ def run(a, name, recipe, extra):
     return final_row(out / recipe)
 
 
-def cpu_name():
-    "The CPU's model name, and whether it has bf16 units (AVX512-BF16)."
-    try: info = Path('/proc/cpuinfo').read_text()
-    except OSError: return platform.machine()
-    name = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.machine())
-    return name + (' with AVX512-BF16' if 'avx512_bf16' in info else '')
-
-
 def at_least_as_good(row, ref):
     "Column -> whether `row` matches or beats `ref` on it."
     return {c: (abs(row[c]) <= abs(ref[c]) if c == 'delta_colourfulness' else
@@ -114,8 +105,7 @@ def main(argv=None):
         rows[name] = run(a, f'semantic_{n}_{e}_{c}', 'semantic',
                          ['--n-train', str(n), '--sem-epochs', str(e), '--colour-epochs', str(c)])
         if all(at_least_as_good(rows[name], rows[ref_name]).values()): found = name; break
-    machine = (f"{cpu_name()}, {torch.get_num_threads()} threads, "
-               f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}, fp32")
+    machine = f"{cpu_description()}; fp32"
     verdict = (f"Time to quality: the {found} matches the seed recipe on every column in "
                f"{rows[found]['wall_s'] / rows[ref_name]['wall_s']:.2f}× its wall time "
                f"({rows[found]['cpu_s'] / rows[ref_name]['cpu_s']:.2f}× its CPU time)." if found else

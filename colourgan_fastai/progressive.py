@@ -33,4 +33,3 @@ class ProgressiveResizing(Callback):
     def before_train(self):
         # Learner._do_epoch_train sets `dl` to dls.train, then runs before_train, then counts and iterates `dl`
         if self.epoch < self.epochs: self.learn.dl = self.small_dl
-

@@ -49,11 +49,11 @@ def score_photos(learn, files, bs=16):
     true_cf = []
     for k in progress_bar(range(0, len(files), bs)):
         chunk = files[k:k + bs]
-        outs = colourize_many(learn, chunk, bs=bs)
-        for f, out in zip(chunk, outs):
+        greys = [GreyImage.create(f) for f in chunk]                 # each photo read and turned grey once
+        for f, g, out in zip(chunk, greys, colourize_many(learn, greys, bs=bs)):
             truth = t(Image.open(f).convert('RGB'))
             true_cf.append(colourfulness(truth).item())
-            for name, im in (('model', t(out)), ('grey', t(GreyImage.create(f).grey_rgb()))):
+            for name, im in (('model', t(out)), ('grey', t(g.grey_rgb()))):
                 ab, true_ab = rgb_to_lab(im)[:, 1:], rgb_to_lab(truth)[:, 1:]
                 per[name].append(dict(psnr=psnr(im, truth).item(), ssim=ssim(im, truth).item(),
                                       colourfulness=colourfulness(im).item(),
