@@ -86,10 +86,13 @@ def _dls_for(a):
 def cmd_train(a):
     from fastai.torch_core import set_seed
     from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing
-    from .recipe import train_l1_then_gan, train_semantic_colour
+    from .recipe import train_l1_then_gan, train_semantic_colour, default_semantic_weight, n_classes
     out = Path(a.out)
-    if out.with_suffix('.pkl').exists() and not a.overwrite:
-        raise FileExistsError(f"{out.with_suffix('.pkl')} exists; pass --overwrite to replace it")
+    writes = [out.parent / (out.name + '_unet.pth'), out.parent / (out.name + '.pth'), out.parent / (out.name + '.pkl')]
+    there = [str(f) for f in writes if f.exists()]
+    if there and not a.overwrite: raise FileExistsError(f"{', '.join(there)} exist(s); pass --overwrite to replace")
+    if a.init and Path(a.init).with_suffix('.pth').absolute() in [f.absolute() for f in writes]:
+        raise ValueError(f"--init {a.init} is a file this run writes; give --out another name")
     epochs = a.epochs if a.epochs is not None else {'seed': 20, 'semantic': 4}[a.recipe]
     small_epochs = epochs // 2 if a.progressive_epochs is None else a.progressive_epochs
     if a.progressive and not 0 <= small_epochs <= epochs:
@@ -99,6 +102,11 @@ def cmd_train(a):
     pretrained = not a.no_pretrained
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
                            metrics=colour_metrics())
+    if a.init:
+        init = Path(a.init).with_suffix('.pth')
+        if not init.is_file(): raise FileNotFoundError(f"--init {init} not found (a model saved by train, e.g. *_unet.pth)")
+        learn.load(init.absolute().with_suffix(''), with_opt=False)
+        print(f"train: starting from the weights in {init}")
     if a.bf16: learn.to_bf16()
     learn.path = out.parent.absolute(); learn.model_dir = '.'
     print(f"train: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation images, "
@@ -117,11 +125,15 @@ def cmd_train(a):
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
     else:
-        clf = encoder_classifier(a.arch, pretrained, a.encoder_weights) if a.semantic_weight else None
-        if clf is None and a.semantic_weight:
+        clf = encoder_classifier(a.arch, pretrained, a.encoder_weights) if a.semantic_weight != 0 else None
+        w = a.semantic_weight if a.semantic_weight is not None else default_semantic_weight(clf)
+        if clf is None and a.semantic_weight != 0:
             print("train: the encoder has no pretrained classifier, so the semantic loss is left out")
+        elif clf is not None and not w:
+            print(f"train: semantic loss off by default for a {n_classes(clf)}-class classifier "
+                  f"(it turns adversarial; --semantic-weight W sets it)")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
-                              semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
+                              semantic_weight=w, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, after_l1=after_l1, phase1_cbs=phase1_cbs)
         learn.save(out.name)
         what = 'for resuming'
@@ -209,7 +221,10 @@ def build_parser():
     t.add_argument('--lr', type=float, default=1e-3)
     t.add_argument('--colour-epochs', type=int, default=1, help='semantic: epochs with the colourfulness loss')
     t.add_argument('--colour-lr', type=float, default=3e-4)
-    t.add_argument('--semantic-weight', type=float, default=0.05)
+    t.add_argument('--semantic-weight', type=float, help='semantic: weight of SemanticLoss (default: 0.05 for a '
+                   '10-class encoder such as the CIFAR ResNet-20, 0 for an ImageNet one, where it turns adversarial)')
+    t.add_argument('--init', metavar='MODEL', help="start from a model's weights saved by train (e.g. "
+                   "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--colourfulness-weight', type=float, default=1.5)
     t.add_argument('--psnr-weight', type=float, default=0.2, help='semantic: weight of PSNRLoss in the colour phase')
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')

@@ -48,6 +48,31 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     assert not any(isinstance(cb, MixedPrecision) for cb in learn.cbs)      # exported as a plain fp32 model
 
 
+def test_train_init_continues_from_a_saved_model_and_never_overwrites_it(tmp_path, capsys):
+    import torch
+    data = tmp_path / 'imgs'; data.mkdir()
+    rng = np.random.RandomState(1)
+    for i in range(8): Image.fromarray(rng.randint(0, 255, (36, 36, 3), dtype=np.uint8)).save(data / f'{i}.png')
+    base = ['train', '--dataset', 'folder', '--data', str(data), '--arch', 'resnet20_cifar', '--no-pretrained',
+            '--size', '32', '--bs', '4', '--colour-epochs', '0']
+    assert main(base + ['--epochs', '1', '--out', str(tmp_path / 'a')]) == 0
+    a_unet = tmp_path / 'a_unet.pth'
+    before = a_unet.read_bytes()
+    assert main(base + ['--epochs', '0', '--init', str(a_unet), '--out', str(tmp_path / 'b')]) == 0
+    assert f'starting from the weights in {a_unet}' in capsys.readouterr().out
+    wa, wb = (torch.load(tmp_path / f, weights_only=False) for f in ('a_unet.pth', 'b.pth'))
+    wa, wb = (w.get('model', w) for w in (wa, wb))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)   # no training: the same weights
+    # the file it starts from is never a file it writes, even with --overwrite; an existing phase-1 file is kept
+    assert main(base + ['--epochs', '1', '--init', str(a_unet), '--out', str(tmp_path / 'a'), '--overwrite']) == 2
+    assert 'is a file this run writes' in capsys.readouterr().err
+    (tmp_path / 'c_unet.pth').write_bytes(b'keep')
+    assert main(base + ['--epochs', '1', '--out', str(tmp_path / 'c')]) == 2
+    assert 'c_unet.pth exist(s)' in capsys.readouterr().err and (tmp_path / 'c_unet.pth').read_bytes() == b'keep'
+    assert main(base + ['--epochs', '0', '--init', str(tmp_path / 'nope.pth'), '--out', str(tmp_path / 'd')]) == 2
+    assert 'not found' in capsys.readouterr().err and a_unet.read_bytes() == before
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(['train', '--dataset', 'folder', '--data', str(tmp_path / 'nope'), '--no-pretrained',
                  '--out', str(tmp_path / 'm')]) == 2
@@ -68,6 +93,7 @@ def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_
                  '--progressive', '16', '--out', str(stem)]) == 0
     text = capsys.readouterr().out
     assert '16 training / 8 validation images' in text and 'recipe semantic' in text and 'left out' not in text
+    assert 'semantic loss off by default for a 1000-class classifier' in text     # adversarial through ImageNet's
     assert 'the first 1 of 2 phase-1 epochs at 16 px' in text
     val = shared / 'data/imagenette2-160/val'
     photo = sorted((val / sorted(p.name for p in val.iterdir())[0]).iterdir())[0]

@@ -89,6 +89,9 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     conv = lambda m: next(p for n, p in m.named_parameters() if p.dim() == 4 and p.shape[-1] == 3 and '.1.' in n)
     assert torch.equal(conv(G[0]), conv(body))
     assert 'mean ± half-range over seeds' in md and 'blotch pixels' in md
+    w = {r: json.loads((tmp_path / f'runs/{r}_s1/metrics.json').read_text())['semantic_weight']
+         for r in ('resnet20', 'imagenet-frozen')}
+    assert w == {'resnet20': 0.05, 'imagenet-frozen': 0}     # the library's per-encoder default semantic weight
     assert frames == 4 and (tmp_path / 'img' / 'encoder_loss_differences.png').exists()
 
 

@@ -22,6 +22,24 @@ def test_semantic_kl_is_zero_on_the_truth_and_sends_gradients_to_the_prediction_
     assert loss.item() > 0 and pred.grad.abs().sum() > 0
 
 
+def test_smoothed_semantic_kl_cannot_be_lowered_by_pixel_scale_chroma_patterns():
+    "smooth=k box-blurs both chromas before the classifier: a checkerboard (an adversarial-style pattern) is blurred away."
+    from colourgan_fastai import smooth_ab
+    const = torch.full((1, 2, 8, 8), 0.3)
+    assert torch.allclose(smooth_ab(const, 3), const) and smooth_ab(const, 4).shape == const.shape
+    i = torch.arange(8)
+    board = ((i[:, None] + i[None]) % 2 * 2 - 1).float().expand(1, 2, 8, 8) * 0.5
+    assert smooth_ab(board, 3)[..., 1:-1, 1:-1].abs().max() <= 0.5 / 9 + 1e-6       # interior: 1/9 of the amplitude
+    assert torch.equal(smooth_ab(board, 1), board)
+    clf = resnet20_cifar().eval()
+    L_, ab = _batch(s=16)
+    i = torch.arange(16)
+    fringe = ((i[:, None] + i[None]) % 2 * 2 - 1).float().expand_as(ab) * 0.3
+    assert semantic_kl(clf, clf.stats, L_, ab, ab, smooth=3).item() == pytest.approx(0, abs=1e-6)
+    raw, smoothed = (semantic_kl(clf, clf.stats, L_, ab + fringe, ab, smooth=k).item() for k in (0, 3))
+    assert smoothed < raw / 5
+
+
 def test_colourfulness_gap_is_zero_on_the_truth_and_pushes_grey_output_towards_colour():
     L_, ab = _batch()
     assert colourfulness_gap(L_, ab, ab).item() == pytest.approx(0, abs=1e-6)
@@ -102,3 +120,13 @@ def test_weight_ema_update_equals_the_formula_and_the_model_ends_on_the_average(
     assert not all(torch.allclose(v.float(), steps[-1][k].float()) for k, v in G.state_dict().items())
     with pytest.raises(ValueError): WeightEMA(decay=1.5)
     with pytest.raises(ValueError): ColourfulnessLoss(weight=-1)
+
+
+def test_default_semantic_weight_is_on_for_a_10_way_classifier_and_off_for_an_imagenet_one():
+    from torch import nn
+    from colourgan_fastai import CifarResNet
+    from colourgan_fastai.recipe import default_semantic_weight, n_classes, SEMANTIC_WEIGHT
+    imagenet_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
+    assert n_classes(CifarResNet()) == 10 and n_classes(imagenet_like) == 1000 and n_classes(nn.Conv2d(3, 3, 1)) is None
+    assert default_semantic_weight(CifarResNet()) == SEMANTIC_WEIGHT == 0.05
+    assert default_semantic_weight(imagenet_like) == 0 and default_semantic_weight(None) == 0
