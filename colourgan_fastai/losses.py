@@ -30,7 +30,7 @@ from fastai.torch_core import get_model
 from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
-__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl', 'smooth_ab', 'colourfulness_gap',
+__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl', 'colourfulness_gap',
            'log_mse']
 
 
@@ -62,20 +62,11 @@ class LossTerm(Callback):
 def _plain(t): return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
 
 
-def smooth_ab(ab, k):
-    "Box-blur the chroma with a k x k window (stride 1, same size; k <= 1 leaves it as is)."
-    if k <= 1: return ab
-    return F.avg_pool2d(F.pad(ab, (k // 2, (k - 1) // 2, k // 2, (k - 1) // 2), mode='replicate'), k, stride=1)
-
-
-def semantic_kl(clf, stats, L_, pred, target, temperature=1., smooth=0):
+def semantic_kl(clf, stats, L_, pred, target, temperature=1.):
     """KL(p_true || p_pred) of a classifier's softmax on the true colours and on the predicted ones, mean over the
-    batch. `stats`: (mean, std) of the RGB normalisation the classifier expects. 0 when pred == target. `smooth` > 1
-    box-blurs both chromas (k x k) before the classifier sees them: the term then cannot be lowered by pixel-scale
-    chroma patterns (an adversarial perturbation of the classifier), only by colours of whole regions."""
+    batch. `stats`: (mean, std) of the RGB normalisation the classifier expects. 0 when pred == target."""
     m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
     L_, pred, target = _plain(L_), _plain(pred), _plain(target)
-    pred, target = smooth_ab(pred, smooth), smooth_ab(target, smooth)
     with torch.no_grad(): p_true = F.log_softmax(clf((decode_lab(L_, target) - m) / s).float() / temperature, 1)
     p_pred = F.log_softmax(clf((decode_lab(L_, pred) - m) / s).float() / temperature, 1)
     return F.kl_div(p_pred, p_true, reduction='batchmean', log_target=True)
@@ -85,24 +76,24 @@ class SemanticLoss(LossTerm):
     """`weight` * KL(classifier's softmax on the true colours || on the predicted colours): colours that keep what
     the image *is* (Zhang et al.'s semantic test, turned into a loss). `classifier`: a frozen RGB classifier (a copy
     is kept, in eval mode, its parameters never trained); `stats`: its input normalisation (default: the
-    classifier's `stats` attribute, as `resnet20_cifar` sets, else ImageNet's); `smooth`: see `semantic_kl`. Use the
-    encoder's own pretrained network, never the classifier that judges the results."""
+    classifier's `stats` attribute, as `resnet20_cifar` sets, else ImageNet's). Use the encoder's own pretrained
+    network, never the classifier that judges the results."""
     name = 'loss_semantic'
 
-    def __init__(self, classifier, weight=0.05, stats=None, temperature=1., smooth=0):
+    def __init__(self, classifier, weight=0.05, stats=None, temperature=1.):
         super().__init__(weight)
         if not isinstance(classifier, nn.Module): raise TypeError("classifier must be an nn.Module")
         self.clf = copy.deepcopy(classifier).eval().requires_grad_(False)
         from .encoders import IMAGENET_STATS
         self.stats = stats or getattr(classifier, 'stats', IMAGENET_STATS)
-        self.temperature, self.smooth = temperature, int(smooth)
+        self.temperature = temperature
 
     def before_fit(self):
         super().before_fit()
         p = next(get_model(self.learn.model).parameters())
         self.clf.to(p.device).eval()
 
-    def term(self, L_, pred, target): return semantic_kl(self.clf, self.stats, L_, pred, target, self.temperature, self.smooth)
+    def term(self, L_, pred, target): return semantic_kl(self.clf, self.stats, L_, pred, target, self.temperature)
 
 
 def colourfulness_gap(L_, pred, target):

@@ -54,17 +54,16 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
                           semantic_weight=None, colourfulness_weight=1.5, psnr_weight=0.2, ema=True, csv_logs=False,
-                          after_l1=None, phase1_cbs=(), semantic_smooth=0):
+                          after_l1=None, phase1_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1 + `semantic_weight` * KL through
     `classifier` (the encoder's own pretrained RGB classifier; None skips the term; `semantic_weight=None` takes
     `default_semantic_weight(classifier)`: 0.05 for a 10-way classifier, 0 for an ImageNet one), validating and ending on an
     EMA of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and
     `PSNRLoss` (a weight of 0 leaves a term out). `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1
     (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for phase 1 (e.g.
-    `ProgressiveResizing`); `semantic_smooth`: `SemanticLoss`'s chroma blur. Returns the callbacks used."""
+    `ProgressiveResizing`). Returns the callbacks used."""
     if semantic_weight is None: semantic_weight = default_semantic_weight(classifier)
-    sem = [SemanticLoss(classifier, semantic_weight, smooth=semantic_smooth)] \
-        if classifier is not None and semantic_weight else []
+    sem = [SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + sem + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
