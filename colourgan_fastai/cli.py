@@ -86,7 +86,8 @@ def _dls_for(a):
 def cmd_train(a):
     from fastai.torch_core import set_seed
     from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing
-    from .recipe import train_l1_then_gan, train_semantic_colour, default_semantic_weight, n_classes
+    from .recipe import (train_l1_then_gan, train_semantic_colour, default_semantic_weight, n_classes,
+                         COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT)
     out = Path(a.out)
     writes = [out.parent / (out.name + '_unet.pth'), out.parent / (out.name + '.pth'), out.parent / (out.name + '.pkl')]
     there = [str(f) for f in writes if f.exists()]
@@ -132,8 +133,11 @@ def cmd_train(a):
         elif clf is not None and not w:
             print(f"train: semantic loss off by default for a {n_classes(clf)}-class classifier "
                   f"(it turns adversarial; --semantic-weight W sets it)")
+        cf = a.colourfulness_weight if a.colourfulness_weight is not None else \
+            COLOURFULNESS_WEIGHT if a.dataset == 'cifar10' else PHOTO_COLOURFULNESS_WEIGHT      # photos: README Case 2
+        print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({a.psnr_weight:g})")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
-                              semantic_weight=w, colourfulness_weight=a.colourfulness_weight,
+                              semantic_weight=w, colourfulness_weight=cf,
                               psnr_weight=a.psnr_weight, after_l1=after_l1, phase1_cbs=phase1_cbs)
         learn.save(out.name)
         what = 'for resuming'
@@ -225,7 +229,8 @@ def build_parser():
                    '10-class encoder such as the CIFAR ResNet-20, 0 for an ImageNet one, where it turns adversarial)')
     t.add_argument('--init', metavar='MODEL', help="start from a model's weights saved by train (e.g. "
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
-    t.add_argument('--colourfulness-weight', type=float, default=1.5)
+    t.add_argument('--colourfulness-weight', type=float, help='semantic: weight of ColourfulnessLoss in the colour '
+                   'phase (default: 1.5 for cifar10, 0.5 for photos, where 1.5 paints a sepia cast: README, Case 2)')
     t.add_argument('--psnr-weight', type=float, default=0.2, help='semantic: weight of PSNRLoss in the colour phase')
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
     t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)

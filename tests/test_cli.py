@@ -31,12 +31,16 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
     text = capsys.readouterr().out
     assert 'decoded per item, fp32, recipe semantic' in text and 'semantic loss is left out' in text
+    assert 'colour phase with ColourfulnessLoss(0.5) + PSNRLoss(0.2)' in text          # the photo default
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
     import torch
     from colourgan_fastai import CifarResNet
     torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
-    assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1']) == 0
-    assert 'left out' not in capsys.readouterr().out                              # its classifier gives the semantic loss
+    assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
+                        '--colourfulness-weight', '2']) == 0
+    text = capsys.readouterr().out
+    assert 'left out' not in text and 'off by default' not in text      # its 10-class classifier gives the semantic loss
+    assert 'ColourfulnessLoss(2)' in text
     args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
     assert main(args) == 0
     assert 'batched from memory (CachedDL), bf16 mixed precision, recipe seed' in capsys.readouterr().out
