@@ -89,7 +89,7 @@ def cmd_train(a):
     from .recipe import (train_l1_then_gan, train_semantic_colour, default_semantic_weight, n_classes,
                          COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT)
     out = Path(a.out)
-    writes = [out.parent / (out.name + '_unet.pth'), out.parent / (out.name + '.pth'), out.parent / (out.name + '.pkl')]
+    writes = [out.parent / (out.name + end) for end in ('_unet.pth', '.pth', '.pkl')]
     there = [str(f) for f in writes if f.exists()]
     if there and not a.overwrite: raise FileExistsError(f"{', '.join(there)} exist(s); pass --overwrite to replace")
     if a.init and Path(a.init).with_suffix('.pth').absolute() in [f.absolute() for f in writes]:
@@ -105,7 +105,8 @@ def cmd_train(a):
                            metrics=colour_metrics())
     if a.init:
         init = Path(a.init).with_suffix('.pth')
-        if not init.is_file(): raise FileNotFoundError(f"--init {init} not found (a model saved by train, e.g. *_unet.pth)")
+        if not init.is_file():
+            raise FileNotFoundError(f"--init {init} not found (a model saved by train, e.g. *_unet.pth)")
         learn.load(init.absolute().with_suffix(''), with_opt=False)
         print(f"train: starting from the weights in {init}")
     if a.bf16: learn.to_bf16()

@@ -14,7 +14,8 @@ from fastai.callback.progress import CSVLogger
 from .gan import GANColourizer
 from .losses import SemanticLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
 
-__all__ = ['train_l1_then_gan', 'train_semantic_colour', 'default_semantic_weight', 'PHOTO_COLOURFULNESS_WEIGHT', 'RECIPES']
+__all__ = ['train_l1_then_gan', 'train_semantic_colour', 'default_semantic_weight', 'PHOTO_COLOURFULNESS_WEIGHT',
+           'RECIPES']
 
 SEMANTIC_WEIGHT = 0.05      # measured on CIFAR-10 through the 10-way ResNet-20 (README, ablation)
 COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, Case 1)
@@ -56,14 +57,15 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
-                          semantic_weight=None, colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=0.2, ema=True, csv_logs=False,
-                          after_l1=None, phase1_cbs=()):
+                          semantic_weight=None, colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=0.2, ema=True,
+                          csv_logs=False, after_l1=None, phase1_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1 + `semantic_weight` * KL through
     `classifier` (the encoder's own pretrained RGB classifier; None skips the term; `semantic_weight=None` takes
-    `default_semantic_weight(classifier)`: 0.05 for a 10-way classifier, 0 for an ImageNet one), validating and ending on an
-    EMA of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and
-    `PSNRLoss` (a weight of 0 leaves a term out; for photos pass `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`,
-    as `colourgan train` does: 1.5 paints them a sepia cast, README Case 2). `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1
+    `default_semantic_weight(classifier)`: 0.05 for a 10-way classifier, 0 for an ImageNet one), validating and
+    ending on an EMA of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss`
+    and `PSNRLoss` (a weight of 0 leaves a term out; for photos pass
+    `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as `colourgan train` does: 1.5 paints them a sepia cast,
+    README Case 2). `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1
     (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for phase 1 (e.g.
     `ProgressiveResizing`). Returns the callbacks used."""
     if semantic_weight is None: semantic_weight = default_semantic_weight(classifier)
