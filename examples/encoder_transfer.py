@@ -87,9 +87,9 @@ def _classifier(a, run):
 
 
 def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None):
-    """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term if not None, + the colour phase's colourfulness
-    and PSNR terms when `colour`; Adam step, frozen parameters excluded) on `train_dl` (default: the Learner's) plus
-    one validation pass, timed on a copy of the model from `n` batches of each."""
+    """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term if not None, + the colour phase's
+    colourfulness and PSNR terms when `colour`; Adam step, frozen parameters excluded) on `train_dl` (default: the
+    Learner's) plus one validation pass, timed on a copy of the model from `n` batches of each."""
     model = copy.deepcopy(learn.model).train()
     if semantic is not None: semantic.clf.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
@@ -156,7 +156,8 @@ def train_run(a, dls, run, seed, out, small=None):
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    res = dict(name=name, seed=seed, epochs=[E, G], semantic_weight=w, small_epochs=Es, small_size=a.progressive, wall_s=wall,
+    res = dict(name=name, seed=seed, epochs=[E, G], semantic_weight=w, small_epochs=Es, small_size=a.progressive,
+               wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
                curves=dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values]))

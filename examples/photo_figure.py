@@ -53,8 +53,9 @@ def score_photos(learn, files, bs=16):
         for f, g, out in zip(chunk, greys, colourize_many(learn, greys, bs=bs)):
             truth = t(Image.open(f).convert('RGB'))
             true_cf.append(colourfulness(truth).item())
+            true_ab = rgb_to_lab(truth)[:, 1:]                       # once per photo, for both outputs
             for name, im in (('model', t(out)), ('grey', t(g.grey_rgb()))):
-                ab, true_ab = rgb_to_lab(im)[:, 1:], rgb_to_lab(truth)[:, 1:]
+                ab = rgb_to_lab(im)[:, 1:]
                 per[name].append(dict(psnr=psnr(im, truth).item(), ssim=ssim(im, truth).item(),
                                       colourfulness=colourfulness(im).item(),
                                       spurious_colour=spurious_colour(ab, true_ab).item()))
