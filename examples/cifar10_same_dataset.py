@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from fastai.learner import Metric
+from fastai.learner import Metric, load_learner
 from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -67,6 +67,8 @@ def parser():
     p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
     p.add_argument('--semantic-weight', type=float, default=0.05)
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
+    p.add_argument('--classify-ab', action='store_true',
+                   help='semantic recipe on a BinnedColourUnet: colours as classes over quantised ab (Zhang et al.)')
     p.add_argument('--colourfulness-weight', type=float, default=1.5)
     p.add_argument('--psnr-weight', type=float, default=0.2)
     p.add_argument('--phase1-from', metavar='DIR',
@@ -85,7 +87,8 @@ def run_recipe(recipe, a, out):
     set_seed(a.seed)
     n_train = a.seed_n_train if recipe == 'seed' else a.n_train
     dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics(),
+                           classify_ab=recipe == 'semantic' and a.classify_ab)
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -114,6 +117,7 @@ def run_recipe(recipe, a, out):
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
+                f"{' + ab classes (Zhang)' if a.classify_ab else ''}"
                 f"{'' if a.no_ema else ' (EMA)'}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
@@ -142,7 +146,10 @@ def main(argv=None):
         if a.figures_only:
             set_seed(a.seed)
             dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+            arch = resnet20_cifar(a.weights)
+            if recipe == 'semantic' and a.classify_ab:     # its cells were counted on the training run's data
+                arch = load_learner(run_dir / 'final.pkl').model
+            learn = colour_learner(dls, arch=arch, metrics=colour_metrics())
             learn.path, learn.model_dir = run_dir.absolute(), '.'
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')          # the seed's files also hold its D: not needed for figures
