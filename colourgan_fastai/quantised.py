@@ -11,6 +11,8 @@ between the mode (vivid, noisy) and the mean (smooth, dull).
   every metric, figure, `colourize`, `export` and the GAN see a plain colouriser; the logits of the last training
   forward wait in `model.logits` for the loss. `model.temperature` can be changed at any time, also after
   `load_learner`, to trade vividness for smoothness.
+- `fit_temperature(model, batches)`: the temperature at which the outputs have the truth's colourfulness on
+  the given images (never the test set), instead of a training phase that asks for colour.
 - `ABClassLoss(weight)`: the callback that adds the rebalanced, soft-encoded cross-entropy on those logits to the
   Learner's loss (L1 on the decoded ab stays the base loss, and the validation loss).
 """
@@ -22,7 +24,7 @@ from .losses import LossTerm
 from .models import ColourUnet
 
 __all__ = ['ab_bins', 'rebalance_weights', 'soft_encode', 'annealed_mean', 'BinnedColourUnet', 'binned_colour_unet',
-           'ABClassLoss', 'AB_STEP', 'ANNEALED_T']
+           'ABClassLoss', 'fit_temperature', 'AB_STEP', 'ANNEALED_T']
 
 AB_STEP = 10.           # cell size in ab units (Zhang et al.): 10/110 in the network's normalised ab
 ANNEALED_T = 0.38       # Zhang et al.'s decoding temperature
@@ -91,7 +93,7 @@ def annealed_mean(logits, centres, temperature=ANNEALED_T):
 class BinnedColourUnet(ColourUnet):
     """A `ColourUnet` that classifies each pixel's colour over the quantised ab cells `centres` (Q, 2) and returns
     their annealed mean at `temperature`: a colouriser like any other (L in, ab out), whose last training logits
-    are kept in `self.logits` for `ABClassLoss`. `prior` (Q,): how often each cell occurs in the training data
+    are kept in `self.logits` for `ABClassLoss`. `temperature` is kept in the state dict. `prior` (Q,): how often each cell occurs in the training data
     (from `ab_bins`), kept with the weights for the loss's rebalancing."""
     def __init__(self, encoder, img_size, centres, prior, temperature=ANNEALED_T, **kwargs):
         if len(centres) != len(prior): raise ValueError(f"{len(centres)} centres but a prior of {len(prior)}")
@@ -99,12 +101,23 @@ class BinnedColourUnet(ColourUnet):
         super().__init__(encoder, img_size, n_out=len(centres), y_range=None, **kwargs)
         self.register_buffer('centres', torch.as_tensor(centres).float().clone())
         self.register_buffer('prior', torch.as_tensor(prior).float().clone())
+        self.register_buffer('decode_temperature', torch.tensor(float(temperature)))
         self.temperature, self.logits = temperature, None
+
+    @property
+    def temperature(self) -> float:
+        "The annealed mean's temperature; a buffer, so `save`/`load`, the EMA and `export` keep a fitted one."
+        return float(self.decode_temperature)
+
+    @temperature.setter
+    def temperature(self, T):
+        if not float(T) > 0: raise ValueError(f"temperature must be > 0, got {T}")
+        self.decode_temperature.fill_(float(T))
 
     def forward(self, x):
         z = super().forward(x)
         self.logits = z if self.training else None     # only while training, and never written by export
-        return annealed_mean(z, self.centres, self.temperature)
+        return annealed_mean(z, self.centres, self.decode_temperature)
 
     def __getstate__(self):
         state = dict(super().__getstate__())        # a copy: the live model keeps its attributes
@@ -152,3 +165,36 @@ class ABClassLoss(LossTerm):
         q, nearest = soft_encode(target.as_subclass(torch.Tensor), m.centres, self.k, self.sigma)
         ce = -(q * F.log_softmax(z.float(), 1)).sum(1)
         return (self.w.to(ce.device)[nearest] * ce).mean()
+
+
+@torch.no_grad()
+def fit_temperature(model, batches, temps=None, n_batches=20):
+    """Set `model.temperature` (a `BinnedColourUnet`) to the one, among `temps` (default 0.1 to 1.0 by 0.02), whose
+    decoded outputs on `batches` (an iterable of (L, ab), e.g. a DataLoader of images held out from the test set) have
+    the mean colourfulness of the truth, and return it. Each batch runs through the network once; only the
+    annealed mean is recomputed per temperature. A lower temperature gives more vivid colours."""
+    if not isinstance(model, BinnedColourUnet): raise TypeError(f"fit_temperature needs a BinnedColourUnet, "
+                                                                f"not a {type(model).__name__}")
+    from .lab import decode_lab
+    from .metrics import colourfulness
+    temps = [round(0.1 + 0.02 * i, 2) for i in range(46)] if temps is None else [float(t) for t in temps]
+    was_training, T0 = model.training, model.temperature
+    model.eval()
+    cf, cf_true, n = torch.zeros(len(temps), dtype=torch.float64), 0., 0
+    try:
+        model.temperature = 1.
+        for i, (L_, ab) in enumerate(batches):
+            if i >= n_batches: break
+            L_, ab = L_.as_subclass(torch.Tensor), ab.as_subclass(torch.Tensor)
+            p = next(model.parameters())
+            z = super(BinnedColourUnet, model).forward(L_.to(p.device, p.dtype)).float()
+            L_ = L_.to(z.device)
+            for j, T in enumerate(temps):
+                cf[j] += colourfulness(decode_lab(L_, annealed_mean(z, model.centres, T))).sum().item()
+            cf_true += colourfulness(decode_lab(L_, ab.to(z.device))).sum().item(); n += len(L_)
+    finally:
+        model.train(was_training); model.temperature = T0
+    if n == 0: raise ValueError("fit_temperature: no batches")
+    best = temps[int((cf / n - cf_true / n).abs().argmin())]
+    model.temperature = best
+    return best

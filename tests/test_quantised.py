@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from colourgan_fastai import (ab_bins, rebalance_weights, soft_encode, annealed_mean, BinnedColourUnet, ABClassLoss,
-                              colour_learner, check_colourizer, colourize, train_semantic_colour, AB_SCALE, ColourUnet)
+                              colour_learner, check_colourizer, colourize, fit_temperature, train_semantic_colour, AB_SCALE, ColourUnet)
 
 
 def _const_batches(values, n=2, s=4):
@@ -111,3 +111,35 @@ def test_recipe_trains_a_binned_unet_with_its_class_loss_and_exports_it(tiny_dls
     from PIL import Image
     photo = Image.new('L', (50, 37), 128)                            # any size, as every colouriser
     assert colourize(load_learner(tmp_path / 'g.pkl'), photo).size == (50, 37)
+
+
+def test_fit_temperature_matches_the_truths_colourfulness(tiny_dls):
+    from colourgan_fastai import colourfulness, decode_lab
+    learn = _binned(tiny_dls)
+    learn.fit(2, 3e-3, cbs=ABClassLoss())
+    m = learn.model
+    batches = list(tiny_dls.valid)
+    def gap(T):
+        m.temperature = T
+        with torch.no_grad():
+            got = torch.cat([colourfulness(decode_lab(L_, m.eval()(L_))) for L_, _ in batches])
+        true = torch.cat([colourfulness(decode_lab(L_, ab)) for L_, ab in batches])
+        return abs(got.mean() - true.mean()).item()
+    temps = [0.1, 0.2, 0.38, 0.6, 1.0]
+    T = fit_temperature(m, batches, temps)
+    assert m.temperature == T and T in temps and not m.training
+    assert gap(T) == pytest.approx(min(gap(t) for t in temps), rel=1e-3)
+    with pytest.raises(TypeError, match='BinnedColourUnet'):
+        fit_temperature(colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False).model, batches)
+
+
+def test_a_fitted_temperature_travels_with_save_load_and_export(tiny_dls, tmp_path):
+    learn = _binned(tiny_dls)
+    learn.path, learn.model_dir = tmp_path, '.'
+    learn.model.temperature = 0.21
+    learn.save('g'); learn.export(tmp_path / 'g.pkl')
+    learn.model.temperature = 0.9
+    assert learn.load('g', with_opt=False).model.temperature == pytest.approx(0.21)
+    from fastai.learner import load_learner
+    assert load_learner(tmp_path / 'g.pkl').model.temperature == pytest.approx(0.21)
+    with pytest.raises(ValueError, match='> 0'): learn.model.temperature = 0
