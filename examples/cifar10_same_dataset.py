@@ -2,8 +2,9 @@
 
 Both recipes train a DynamicUnet on the CIFAR-10 ResNet-20 and are scored on all 5,000 test images:
 - `seed`: the reference recipe (`train_l1_then_gan`): 8,000 training images, L1 epochs then GAN epochs (lambda 100);
-- `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 + a semantic loss
-  through the ResNet-20 classifier with an EMA of G, then a short phase with `ColourfulnessLoss` and `PSNRLoss`.
+- `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 with an EMA of G
+  (`--semantic-weight W` adds a semantic loss through the ResNet-20 classifier), then a short phase with
+  `ColourfulnessLoss` and `PSNRLoss`.
 The judge of the semantic test is an *independent* classifier, the CIFAR-10 ResNet-32 (`--judge`): it is used
 only here, after training, never in a loss or to choose anything. Each final generator is exported with
 `learn.export` to `<out>/<recipe>/final.pkl` (never committed). Writes images/cifar_recolourized.gif (a row per
@@ -63,9 +64,10 @@ def parser():
     p.add_argument('--gan-epochs', type=int, default=11, help='seed recipe: GAN epochs')
     p.add_argument('--full', action='store_true', help='seed recipe in full: 20 L1 + 20 GAN epochs')
     p.add_argument('--n-train', type=int, default=50000, help='semantic recipe: training images')
-    p.add_argument('--sem-epochs', type=int, default=4, help='semantic recipe: L1 + semantic epochs')
+    p.add_argument('--sem-epochs', type=int, default=4, help='semantic recipe: phase-1 epochs')
     p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
-    p.add_argument('--semantic-weight', type=float, default=0.05)
+    p.add_argument('--semantic-weight', type=float, default=0.,
+                   help='semantic recipe: SemanticLoss through the ResNet-20 (default 0, off, as the library\'s)')
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
     p.add_argument('--classify-ab', action='store_true',
                    help='semantic recipe on a BinnedColourUnet: colours as classes over quantised ab (Zhang et al.)')
@@ -144,7 +146,7 @@ def run_recipe(recipe, a, out):
 
 
 STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
-               'semantic': ('semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
+               'semantic': ('semantic: phase 1 (L1, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
 
 
 def main(argv=None):

@@ -30,16 +30,16 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     assert main(base + ['--no-pretrained', '--colour-epochs', '1']) == 0          # the default recipe: semantic
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
     text = capsys.readouterr().out
-    assert 'decoded per item, fp32, recipe semantic' in text and 'semantic loss is left out' in text
+    assert 'decoded per item, fp32, recipe semantic' in text and 'SemanticLoss' not in text     # off by default
     assert 'colour phase with ColourfulnessLoss(0.5) + PSNRLoss(0.2)' in text          # the photo default
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
     import torch
     from colourgan_fastai import CifarResNet
     torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
     assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
-                        '--colourfulness-weight', '2']) == 0
+                        '--colourfulness-weight', '2', '--semantic-weight', '0.05']) == 0
     text = capsys.readouterr().out
-    assert 'left out' not in text and 'off by default' not in text      # its 10-class classifier gives the semantic loss
+    assert 'phase 1 with SemanticLoss(0.05) through' in text and 'left out' not in text     # opt-in, its classifier
     assert 'ColourfulnessLoss(2)' in text
     args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
     assert main(args) == 0
@@ -96,8 +96,7 @@ def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_
                  '--n-valid', '8', '--size', '32', '--bs', '8', '--epochs', '2', '--colour-epochs', '1',
                  '--progressive', '16', '--out', str(stem)]) == 0
     text = capsys.readouterr().out
-    assert '16 training / 8 validation images' in text and 'recipe semantic' in text and 'left out' not in text
-    assert 'semantic loss off by default for a 1000-class classifier' in text     # adversarial through ImageNet's
+    assert '16 training / 8 validation images' in text and 'recipe semantic' in text and 'SemanticLoss' not in text
     assert 'the first 1 of 2 phase-1 epochs at 16 px' in text
     val = shared / 'data/imagenette2-160/val'
     photo = sorted((val / sorted(p.name for p in val.iterdir())[0]).iterdir())[0]

@@ -22,7 +22,7 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
-                          'semantic: phase 1 (L1 + semantic, EMA)', 'semantic: final (+ colourfulness, PSNR loss)', 'truth']
+                          'semantic: phase 1 (L1, EMA)', 'semantic: final (+ colourfulness, PSNR loss)', 'truth']
     assert rows['truth']['l1'] == 0 and 0 <= rows['grey (ab = 0)']['top1'] <= 1
     assert rows['seed: U-Net + GAN']['train_min'] > 0 and rows['semantic: final (+ colourfulness, PSNR loss)']['train_min'] > 0
     table = (tmp_path / 'img' / 'cifar10_metrics.md').read_text()
@@ -57,7 +57,7 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
     finally: sys.path.remove(str(EXAMPLES))
     import pandas as pd
     earlier = pd.read_csv(tmp_path / 'runs/semantic/unet_log.csv')['time']
-    assert cont['semantic: phase 1 (L1 + semantic, EMA)'] == rows['semantic: phase 1 (L1 + semantic, EMA)']
+    assert cont['semantic: phase 1 (L1, EMA)'] == rows['semantic: phase 1 (L1, EMA)']
     assert cont['semantic: final (+ colourfulness, PSNR loss)']['train_min'] * 60 >= sum(
         int(t.split(':')[0]) * 60 + int(t.split(':')[1]) for t in earlier)
     assert (tmp_path / 'runs3/semantic/unet_log.csv').exists()
@@ -91,7 +91,7 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     assert 'mean ± half-range over seeds' in md and 'blotch pixels' in md
     w = {r: json.loads((tmp_path / f'runs/{r}_s1/metrics.json').read_text())['semantic_weight']
          for r in ('resnet20', 'imagenet-frozen')}
-    assert w == {'resnet20': 0.05, 'imagenet-frozen': 0}     # the library's per-encoder default semantic weight
+    assert w == {'resnet20': 0, 'imagenet-frozen': 0}        # off by default, as the library's recipe
     assert frames == 4 and (tmp_path / 'img' / 'encoder_loss_differences.png').exists()
 
 

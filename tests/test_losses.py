@@ -104,11 +104,10 @@ def test_weight_ema_update_equals_the_formula_and_the_model_ends_on_the_average(
     with pytest.raises(ValueError): ColourfulnessLoss(weight=-1)
 
 
-def test_default_semantic_weight_is_on_for_a_10_way_classifier_and_off_for_an_imagenet_one():
-    from torch import nn
-    from colourgan_fastai import CifarResNet
-    from colourgan_fastai.recipe import default_semantic_weight, n_classes, SEMANTIC_WEIGHT
-    imagenet_like = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 1000))
-    assert n_classes(CifarResNet()) == 10 and n_classes(imagenet_like) == 1000 and n_classes(nn.Conv2d(3, 3, 1)) is None
-    assert default_semantic_weight(CifarResNet()) == SEMANTIC_WEIGHT == 0.05
-    assert default_semantic_weight(imagenet_like) == 0 and default_semantic_weight(None) == 0
+def test_the_default_recipe_adds_the_semantic_term_only_when_given_a_classifier(tiny_learn):
+    from colourgan_fastai import CifarResNet, train_semantic_colour
+    assert not any(isinstance(c, SemanticLoss) for c in train_semantic_colour(tiny_learn, 0, 0))
+    sem = [c for c in train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet()) if isinstance(c, SemanticLoss)]
+    assert len(sem) == 1 and sem[0].weight == 0.05
+    assert not train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet(), semantic_weight=0,
+                                     colourfulness_weight=0, psnr_weight=0)
