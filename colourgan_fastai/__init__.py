@@ -16,7 +16,6 @@ from .learner import *
 from .gan import *
 from .metrics import *
 from .losses import *
-from .quantised import *
 from .progressive import *
 from .recipe import *
 from .inference import *

@@ -101,20 +101,15 @@ def _unet_splitter(m): return [params(m[0]), params(m[1:])]
 
 
 def colour_learner(dls, arch='resnet18', pretrained=True, metrics=None, weights=None, loss_func=None,
-                   opt_func=Adam, img_size=None, classify_ab=False, **unet_kwargs) -> ColourLearner:
+                   opt_func=Adam, img_size=None, **unet_kwargs) -> ColourLearner:
     """A Learner whose model is a colour U-Net on `arch` (L in, ab out in [-1, 1]) trained with L1 loss on ab.
     `arch`: a name in KNOWN_ARCHS, a torchvision builder (e.g. `resnet18`), an nn.Module (e.g.
     `resnet20_cifar(path)`) or an already built `ColourUnet`; `weights`: a state dict file for the encoder. The
     whole net trains (nothing frozen); the splitter separates encoder and decoder for `learn.freeze()` or
-    discriminative learning rates. `classify_ab=True`: a `BinnedColourUnet` that classifies colours over quantised
-    ab (Zhang et al.; its cells counted on `dls`), trained by the recipes with `ABClassLoss` added. Returns a
-    `ColourLearner` (see the module docstring)."""
+    discriminative learning rates. Returns a `ColourLearner` (see the module docstring)."""
     if isinstance(arch, ColourUnet): model = arch                       # an already built generator
     else:
         if img_size is None: img_size = tuple(dls.one_batch()[0].shape[-2:])
-        if classify_ab:
-            from .quantised import binned_colour_unet
-            model = binned_colour_unet(arch, img_size, dls, pretrained, weights, **unet_kwargs)
-        else: model = colour_unet(arch, img_size, pretrained, weights, **unet_kwargs)
+        model = colour_unet(arch, img_size, pretrained, weights, **unet_kwargs)
     return ColourLearner(dls, model, loss_func=loss_func or nn.L1Loss(), metrics=metrics, opt_func=opt_func,
                          splitter=_unet_splitter)

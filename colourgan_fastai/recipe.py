@@ -10,11 +10,8 @@
 """
 from fastai.callback.progress import CSVLogger
 
-from fastai.torch_core import get_model
-
 from .gan import GANColourizer
 from .losses import SemanticLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
-from .quantised import BinnedColourUnet, ABClassLoss
 
 __all__ = ['train_l1_then_gan', 'train_semantic_colour', 'PHOTO_COLOURFULNESS_WEIGHT', 'RECIPES']
 
@@ -26,24 +23,18 @@ PHOTO_COLOURFULNESS_WEIGHT = 0.5    # on 96-160 px photos: the same colour amoun
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
 
 
-def _model_loss(learn):
-    "The loss a model brings with it: `ABClassLoss` for a `BinnedColourUnet` (colours as classes), else none."
-    return [ABClassLoss()] if isinstance(get_model(learn.model), BinnedColourUnet) else []
-
-
 def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_logs=False,
                       after_l1=None, phase1_cbs=(), **gan_kwargs):
     """The seed recipe: `fit_one_cycle(epochs, lr)` with L1, then `GANColourizer(lambda_l1, **gan_kwargs)` and
     `fit_one_cycle(gan_epochs, gan_lr)`. `csv_logs`: write each phase's log with fastai's CSVLogger to
     `unet_log.csv` / `gan_log.csv` in `learn.path`. `after_l1(learn)` runs between the phases (e.g. to save
-    the U-Net-only model); `phase1_cbs` are extra callbacks for the L1 phase (e.g. `ProgressiveResizing`). A
-    `BinnedColourUnet` trains with its `ABClassLoss` added in both phases. Returns the GANColourizer (attached)."""
-    own = _model_loss(learn)
-    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + own + _logs(csv_logs, 'unet'))
+    the U-Net-only model); `phase1_cbs` are extra callbacks for the L1 phase (e.g. `ProgressiveResizing`).
+    Returns the GANColourizer (already attached)."""
+    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
     gan = GANColourizer(lambda_l1=lambda_l1, **gan_kwargs)
     learn.add_cb(gan)
-    if gan_epochs: learn.fit_one_cycle(gan_epochs, gan_lr, cbs=own + _logs(csv_logs, 'gan'))
+    if gan_epochs: learn.fit_one_cycle(gan_epochs, gan_lr, cbs=_logs(csv_logs, 'gan'))
     return gan
 
 
@@ -58,10 +49,8 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as `colourgan train` does: 1.5 paints them a sepia cast,
     README Case 2). `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1
     (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for phase 1 (e.g.
-    `ProgressiveResizing`). A `BinnedColourUnet` (`colour_learner(..., classify_ab=True)`) trains with its
-    `ABClassLoss` added in both phases. Returns the callbacks used."""
+    `ProgressiveResizing`). Returns the callbacks used."""
     sem = [SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []
-    sem += _model_loss(learn)
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + sem + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)

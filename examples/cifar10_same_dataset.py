@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from fastai.learner import Metric, load_learner
+from fastai.learner import Metric
 from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
-                              train_l1_then_gan, train_semantic_colour, fit_temperature)
+                              train_l1_then_gan, train_semantic_colour)
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -69,11 +69,6 @@ def parser():
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help='semantic recipe: SemanticLoss through the ResNet-20 (default 0, off, as the library\'s)')
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
-    p.add_argument('--classify-ab', action='store_true',
-                   help='semantic recipe on a BinnedColourUnet: colours as classes over quantised ab (Zhang et al.)')
-    p.add_argument('--fit-temperature', type=int, metavar='N',
-                   help='--classify-ab: at the end, set the decoding temperature that gives the truth\'s colourfulness '
-                        'on N training images (never the test set); with --colour-epochs 0 it replaces the colour phase')
     p.add_argument('--colourfulness-weight', type=float, default=1.5)
     p.add_argument('--psnr-weight', type=float, default=0.2)
     p.add_argument('--phase1-from', metavar='DIR',
@@ -92,11 +87,7 @@ def run_recipe(recipe, a, out):
     set_seed(a.seed)
     n_train = a.seed_n_train if recipe == 'seed' else a.n_train
     dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-    binned = recipe == 'semantic' and a.classify_ab
-    arch = resnet20_cifar(a.weights)
-    if binned and a.phase1_from:         # the cells counted on the earlier run's data, kept in the model it exported
-        arch = load_learner(Path(a.phase1_from) / 'final.pkl').model
-    learn = colour_learner(dls, arch=arch, metrics=colour_metrics(), classify_ab=binned)
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -123,22 +114,16 @@ def run_recipe(recipe, a, out):
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema)
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
-        if a.fit_temperature:
-            if not a.classify_ab: raise SystemExit("--fit-temperature needs --classify-ab")
-            held = dls.train.new(shuffle=False, drop_last=False)           # training images, never the test set
-            T = fit_temperature(learn.model, held, n_batches=-(-a.fit_temperature // held.bs))
-            print(f"decoding temperature fitted on {a.fit_temperature} training images: {T:g}")
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
-                f"{' + ab classes (Zhang)' if a.classify_ab else ''}"
-                f"{f', temperature fitted on {a.fit_temperature} training images' if a.fit_temperature else ''}"
                 f"{'' if a.no_ema else ' (EMA)'}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
     # when phase 1 ran in an earlier process.
     cpu = None if recipe == 'semantic' and a.phase1_from else time.process_time() - c0
-    curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in getattr(learn.recorder, 'values', [])])
+    # with no phase-2 epochs the Recorder still holds phase 1's values (or none, after --phase1-from)
+    curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in getattr(learn.recorder, 'values', [])] if G else [])
     tv = time.time(); learn.validate(); valid = time.time() - tv      # the cost of each epoch's validation pass
     learn.save('final')                                               # (after the curves: validate resets the Recorder)
     learn.export(out.absolute() / 'final.pkl')
@@ -160,10 +145,7 @@ def main(argv=None):
         if a.figures_only:
             set_seed(a.seed)
             dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-            arch = resnet20_cifar(a.weights)
-            if recipe == 'semantic' and a.classify_ab:     # its cells were counted on the training run's data
-                arch = load_learner(run_dir / 'final.pkl').model
-            learn = colour_learner(dls, arch=arch, metrics=colour_metrics())
+            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
             learn.path, learn.model_dir = run_dir.absolute(), '.'
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')          # the seed's files also hold its D: not needed for figures
