@@ -130,7 +130,7 @@ def cmd_train(a):
         if a.semantic_weight and clf is None:
             print("train: the encoder has no pretrained classifier, so the semantic loss is left out")
         elif clf is not None:
-            print(f"train: phase 1 with SemanticLoss({a.semantic_weight:g}) through the encoder's classifier")
+            print(f"train: SemanticLoss({a.semantic_weight:g}) through the encoder's classifier, in both phases")
         cf = a.colourfulness_weight if a.colourfulness_weight is not None else \
             COLOURFULNESS_WEIGHT if a.dataset == 'cifar10' else PHOTO_COLOURFULNESS_WEIGHT      # photos: README Case 2
         print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({a.psnr_weight:g})")

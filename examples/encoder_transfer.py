@@ -3,8 +3,9 @@ photos than one pretrained on CIFAR-10?
 
 Generators that differ only in the encoder, each trained with the library's default recipe
 (`train_semantic_colour`: L1 with an EMA of G, `--semantic-weight W` adds a semantic loss through the encoder's
-*own* pretrained classifier; then a colour phase) in the same wall-time budget, on STL-10 (`--dataset stl10`, for users who have it) or Imagenette
-(`--dataset imagenette`: 5,000 training photos via untar_data(URLs.IMAGENETTE_160), all 1,959 validation photos):
+*own* pretrained classifier; then a colour phase) in the same wall-time budget, on STL-10 (`--dataset stl10`, for
+users who have it) or Imagenette (`--dataset imagenette`: 5,000 training photos via untar_data(URLs.IMAGENETTE_160),
+all 1,959 validation photos):
 
 - `resnet20`: the CIFAR-10 ResNet-20 (32 px images), fine-tuned;
 - `imagenet`: an ImageNet encoder (torchvision's ResNet-18 when online, or MobileNetV2 from a weights file),

@@ -39,7 +39,7 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
                         '--colourfulness-weight', '2', '--semantic-weight', '0.05']) == 0
     text = capsys.readouterr().out
-    assert 'phase 1 with SemanticLoss(0.05) through' in text and 'left out' not in text     # opt-in, its classifier
+    assert 'SemanticLoss(0.05) through' in text and 'left out' not in text          # opt-in, through its classifier
     assert 'ColourfulnessLoss(2)' in text
     args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
     assert main(args) == 0
