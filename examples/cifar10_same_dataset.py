@@ -122,8 +122,7 @@ def run_recipe(recipe, a, out):
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
     # when phase 1 ran in an earlier process.
     cpu = None if recipe == 'semantic' and a.phase1_from else time.process_time() - c0
-    # with no phase-2 epochs the Recorder still holds phase 1's values (or none, after --phase1-from)
-    curves = dict(phase1=phase1['curve'], phase2=[v[1] for v in getattr(learn.recorder, 'values', [])] if G else [])
+    curves = dict(phase1=phase1['curve'], phase2=ex.last_fit_curve(learn, G))
     tv = time.time(); learn.validate(); valid = time.time() - tv      # the cost of each epoch's validation pass
     learn.save('final')                                               # (after the curves: validate resets the Recorder)
     learn.export(out.absolute() / 'final.pkl')

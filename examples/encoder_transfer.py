@@ -149,7 +149,7 @@ def train_run(a, dls, run, seed, out, small=None):
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
     def after_l1(l):
-        phase1['curve'], phase1['state'] = [v[1] for v in l.recorder.values], ex.snapshot(l.model)
+        phase1['curve'], phase1['state'] = ex.last_fit_curve(l, E), ex.snapshot(l.model)
         l.save('phase1')
     t0 = time.time()
     train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, csv_logs=True,
@@ -161,7 +161,7 @@ def train_run(a, dls, run, seed, out, small=None):
                wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
-               curves=dict(phase1=phase1['curve'], phase2=[v[1] for v in learn.recorder.values]))
+               curves=dict(phase1=phase1['curve'], phase2=ex.last_fit_curve(learn, G)))
     ex.save_json(out / 'metrics.json', res)
     return learn, res
 

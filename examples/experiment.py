@@ -13,6 +13,12 @@ from colourgan_fastai import colour_metrics, score_predictions, decode_lab
 def snapshot(model): return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def last_fit_curve(learn, epochs):
+    """Validation loss per epoch of the last `fit` that ran for `epochs` epochs; [] when `epochs` is 0, because the
+    Recorder then still holds an earlier fit's values (or none at all)."""
+    return [v[1] for v in learn.recorder.values] if epochs else []
+
+
 def _predict_with(learn, state=None):
     "A predict(L, ab) function for score_predictions using the learner's model (optionally with other weights)."
     model = learn.model
