@@ -13,6 +13,10 @@ all 1,959 validation photos):
 - `imagenet-frozen`: the same ImageNet encoder frozen (`learn.freeze()`: only the decoder and BatchNorm train),
   the seed's future-work question.
 
+`--recipe seed` trains the same runs with the seed recipe instead (`train_l1_then_gan`: L1, then the PatchGAN
+with lambda = 100, as many GAN epochs as L1 epochs) in the same budget, for comparison; its runs go to
+<out>/<run>-seed_s<seed>/.
+
 Each run goes to <out>/<run>_s<seed>/ (final.pkl exported with `learn.export`, metrics.json); a run whose
 metrics.json exists is loaded, not retrained, so seeds and rows can be added later. Writes
 images/encoder_transfer_metrics.md (with the blotch measure `spurious_colour`), images/diff_encoders_<dataset>.gif
@@ -39,7 +43,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
                               encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
-                              SpuriousColour, train_semantic_colour, ProgressiveResizing)
+                              SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing,
+                              PatchDiscriminator, GANColourizer)
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -56,6 +61,9 @@ def parser():
     p.add_argument('--imagenet-weights', help='state dict file for --imagenet-arch (no download)')
     p.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS))
     p.add_argument('--seeds', nargs='+', type=int, default=[42])
+    p.add_argument('--recipe', choices=['default', 'seed'], default='default',
+                   help="default: the library's (train_semantic_colour); seed: L1 then the PatchGAN (train_l1_then_gan, "
+                        "lambda = 100), equal L1 and GAN epochs fitted to the same budget")
     p.add_argument('--budget-minutes', type=float, default=15, help='training wall time per run (epochs fitted to it)')
     p.add_argument('--colour-epochs', type=int, default=1, help='epochs of the colour phase (within the budget)')
     p.add_argument('--semantic-weight', type=float, default=0.,
@@ -87,21 +95,34 @@ def _classifier(a, run):
     return encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
 
 
-def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None):
+def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None, gan=False):
     """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term if not None, + the colour phase's
-    colourfulness and PSNR terms when `colour`; Adam step, frozen parameters excluded) on `train_dl` (default: the
-    Learner's) plus one validation pass, timed on a copy of the model from `n` batches of each."""
+    colourfulness and PSNR terms when `colour`, + a PatchGAN's D step and adversarial term when `gan`; Adam step,
+    frozen parameters excluded) on `train_dl` (default: the Learner's) plus one validation pass, timed on a copy of
+    the model from `n` batches of each."""
     model = copy.deepcopy(learn.model).train()
     if semantic is not None: semantic.clf.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
     train_dl = train_dl or learn.dls.train
     L_, ab = train_dl.one_batch()
+    if gan:
+        D = PatchDiscriminator(3, img_size=tuple(L_.shape[-2:])).to(L_.device)
+        d_opt, bce = torch.optim.Adam(D.parameters(), 1e-6), torch.nn.functional.binary_cross_entropy_with_logits
+        d_in = lambda ab_: torch.cat([L_.as_subclass(torch.Tensor), ab_.as_subclass(torch.Tensor)], 1)
     for i in range(n + 1):
         if i == 1: t = time.time()
         pred = model(L_)
         loss = (pred - ab).abs().mean()
         if semantic is not None: loss = loss + semantic.weight * semantic.term(L_, pred, ab)
         if colour: loss = loss + colourfulness_gap(L_, pred, ab) + log_mse(L_, pred, ab)
+        if gan:                                          # as GANColourizer: D's step, then D's verdict in G's loss
+            p_real, p_fake = D(d_in(ab)), D(d_in(pred.detach()))
+            d_loss = bce(p_real, torch.ones_like(p_real)) + bce(p_fake, torch.zeros_like(p_fake))
+            d_opt.zero_grad(); d_loss.backward(); d_opt.step()
+            D.requires_grad_(False)
+            p = D(d_in(pred))
+            loss = loss + bce(p, torch.ones_like(p))
+            D.requires_grad_(True)
         loss.backward(); opt.step(); opt.zero_grad()
     t_train = (time.time() - t) / n
     L_, _ = learn.dls.valid.one_batch()                               # validation is always at full size
@@ -134,15 +155,20 @@ def train_run(a, dls, run, seed, out, small=None):
     w = a.semantic_weight
     semantic = SemanticLoss(clf, w) if w else None
     per_epoch = seconds_per_epoch(learn, semantic)
-    per_colour = seconds_per_epoch(learn, semantic, colour=True)
+    per_colour = seconds_per_epoch(learn, semantic, colour=a.recipe == 'default', gan=a.recipe == 'seed')
     per_small = seconds_per_epoch(learn, semantic, train_dl=small.train) if small is not None else None
-    G = a.colour_epochs
-    Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
+    if a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
+        Es, Ef = 0, max(1, int(a.budget_minutes * 60 // (per_epoch + per_colour)))
+        G = Ef
+        name += ', seed recipe'
+    else:
+        G = a.colour_epochs
+        Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
     E = Es + Ef
     if small is not None: name += f", progressive {a.progressive}→{a.size} px"
     print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch"
           + (f" ({per_small / 60:.1f} at {a.progressive} px)" if small is not None else '')
-          + f" and {per_colour / 60:.1f} min per colour epoch -> {E} + {G} epochs"
+          + f" and {per_colour / 60:.1f} min per {'GAN' if a.recipe == 'seed' else 'colour'} epoch -> {E} + {G} epochs"
           + (f" (the first {Es} at {a.progressive} px)" if small is not None else '')
           + f" in {a.budget_minutes:g} min", flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,12 +178,16 @@ def train_run(a, dls, run, seed, out, small=None):
         phase1['curve'], phase1['state'] = ex.last_fit_curve(l, E), ex.snapshot(l.model)
         l.save('phase1')
     t0 = time.time()
-    train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, csv_logs=True,
-                          after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
+    if a.recipe == 'seed':
+        train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
+        learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, GANColourizer)))
+    else:
+        train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, csv_logs=True,
+                              after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    res = dict(name=name, seed=seed, epochs=[E, G], semantic_weight=w, small_epochs=Es, small_size=a.progressive,
+    res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w, small_epochs=Es, small_size=a.progressive,
                wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
@@ -184,13 +214,14 @@ def seed_scatter(results):
 
 def main(argv=None):
     a = parser().parse_args(argv)
+    if a.recipe == 'seed' and a.progressive: parser().error("--progressive is for the default recipe only")
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     kw = dict(n_train=a.n_train, size=a.size, bs=a.bs, seed=42, n_valid=a.n_valid)
     make = stl10_dls if a.dataset == 'stl10' else imagenette_dls
     dls = make(a.data, **kw)
     small = make(a.data, **{**kw, 'size': a.progressive}) if a.progressive else None
-    tag = f'-p{a.progressive}' if a.progressive else ''
+    tag = (f'-p{a.progressive}' if a.progressive else '') + ('-seed' if a.recipe == 'seed' else '')
     results, stages, curves = [], [], {}
     L_ = ab = None
     for run in a.runs:
@@ -215,7 +246,7 @@ def main(argv=None):
             {**r['final'], 'train_min': r['wall_s'] / 60}
     rows['truth'] = score_predictions(dls.valid, lambda L, ab: ab, metrics())
     title = (f"{a.dataset} at {a.size} px: {len(dls.train_ds)} training / {len(dls.valid_ds)} validation photos; "
-             f"default recipe, {a.budget_minutes:g} min budget per run; blotch pixels = share of pixels coloured with a hue absent within 7 px in the truth (`spurious_colour`)")
+             f"{'seed' if a.recipe == 'seed' else 'default'} recipe, {a.budget_minutes:g} min budget per run; blotch pixels = share of pixels coloured with a hue absent within 7 px in the truth (`spurious_colour`)")
     table = ex.markdown_table(rows, title)
     scatter = seed_scatter(results)
     if scatter:

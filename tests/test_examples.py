@@ -114,3 +114,26 @@ def test_encoder_transfer_progressive_resizing_plan_and_run(shared, tmp_path):
     res = json.loads((tmp_path / 'runs/resnet20-p16_s1/metrics.json').read_text())
     assert res['small_size'] == 16 and 'progressive 16→32 px' in res['name']
     assert any('progressive 16→32 px' in k for k in rows)
+
+
+def test_encoder_transfer_seed_recipe_in_the_same_budget(shared, tmp_path):
+    "--recipe seed: L1 then the PatchGAN, equal epochs fitted to the budget; its own run folder; G exported alone."
+    sys.path.insert(0, str(EXAMPLES))
+    args = ['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
+            '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32', '--n-valid', '16',
+            '--bs', '16', '--budget-minutes', '0.01', '--runs', 'resnet20', '--seeds', '1', '--recipe', 'seed',
+            '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')]
+    try:
+        mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
+        with pytest.raises(SystemExit): mod['main'](args + ['--progressive', '16'])
+        rows = mod['main'](args)
+    finally: sys.path.remove(str(EXAMPLES))
+    res = json.loads((tmp_path / 'runs/resnet20-seed_s1/metrics.json').read_text())
+    assert res['recipe'] == 'seed' and res['epochs'] == [1, 1] and 'seed recipe' in res['name']
+    assert 'ResNet-20 (CIFAR-10), seed recipe, seed 1: 1 + 1 epochs' in rows
+    assert 'seed recipe' in (tmp_path / 'img' / 'encoder_transfer_metrics.md').read_text()
+    log = (tmp_path / 'runs/resnet20-seed_s1/gan_log.csv').read_text()
+    assert 'loss_D' in log                                   # the second phase trained a discriminator
+    from colourgan_fastai import load_colourizer
+    learn = load_colourizer(tmp_path / 'runs/resnet20-seed_s1/final.pkl')
+    assert not any(type(c).__name__ == 'GANColourizer' for c in learn.cbs)
