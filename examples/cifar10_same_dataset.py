@@ -71,7 +71,6 @@ def parser():
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
     p.add_argument('--colourfulness-weight', type=float, default=1.5)
     p.add_argument('--psnr-weight', type=float, default=0.2)
-    p.add_argument('--phase1-psnr-weight', type=float, default=0., help='semantic recipe: PSNRLoss in phase 1 too')
     p.add_argument('--phase1-from', metavar='DIR',
                    help='semantic recipe: continue from DIR/phase1.pth of an earlier run with the same phase-1 settings '
                         '(its time and curve come from DIR/unet_log.csv)')
@@ -113,13 +112,11 @@ def run_recipe(recipe, a, out):
             if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
         train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=resnet20_cifar(a.weights),
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
-                              psnr_weight=a.psnr_weight, phase1_psnr_weight=a.phase1_psnr_weight, csv_logs=True,
-                              after_l1=after_l1, ema=not a.no_ema)
+                              psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema)
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
-                + (f" + {a.phase1_psnr_weight:g}·PSNR loss" if a.phase1_psnr_weight else '')
-                + f"{'' if a.no_ema else ' (EMA)'}, then "
+                f"{'' if a.no_ema else ' (EMA)'}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown

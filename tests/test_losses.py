@@ -111,12 +111,3 @@ def test_the_default_recipe_adds_the_semantic_term_only_when_given_a_classifier(
     assert len(sem) == 1 and sem[0].weight == 0.05
     assert not train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet(), semantic_weight=0,
                                      colourfulness_weight=0, psnr_weight=0)
-
-
-def test_phase1_psnr_weight_adds_the_psnr_term_to_phase_1_only_when_asked(tiny_learn):
-    from colourgan_fastai import train_semantic_colour
-    train_semantic_colour(tiny_learn, 1, 0, ema=False)
-    assert 'loss_psnr' not in tiny_learn.recorder.metric_names          # phase 1 is plain L1 by default
-    terms = train_semantic_colour(tiny_learn, 1, 0, phase1_psnr_weight=0.3, ema=False)
-    assert 'loss_psnr' in tiny_learn.recorder.metric_names              # the column of a term that ran in phase 1
-    assert [c.weight for c in terms if isinstance(c, PSNRLoss)][0] == 0.3
