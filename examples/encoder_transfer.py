@@ -45,6 +45,7 @@ from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_
                               encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
                               SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing,
                               PatchDiscriminator, GANColourizer)
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -69,6 +70,9 @@ def parser():
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help="SemanticLoss's weight through the encoder's own classifier (default 0, as the library's "
                         "recipe; the committed ResNet-20 runs used 0.05, recorded in their metrics.json)")
+    p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
+                   help="default recipe: ColourfulnessLoss's weight in the colour phase (default: the CIFAR-10 value "
+                        "the committed table ran with; `colourgan train` uses PHOTO_COLOURFULNESS_WEIGHT on photos)")
     p.add_argument('--size', type=int, default=96)
     p.add_argument('--progressive', type=int, metavar='SIZE',
                    help='progressive resizing: train the first half of phase 1 at SIZE px (ProgressiveResizing), the rest '
@@ -166,6 +170,8 @@ def train_run(a, dls, run, seed, out, small=None):
         Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
     E = Es + Ef
     if small is not None: name += f", progressive {a.progressive}→{a.size} px"
+    if a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT:
+        name += f", colour weight {a.colourfulness_weight:g}"
     print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch"
           + (f" ({per_small / 60:.1f} at {a.progressive} px)" if small is not None else '')
           + f" and {per_colour / 60:.1f} min per {'GAN' if a.recipe == 'seed' else 'colour'} epoch -> {E} + {G} epochs"
@@ -183,11 +189,13 @@ def train_run(a, dls, run, seed, out, small=None):
         learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, GANColourizer)))
     else:
         train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, csv_logs=True,
+                              colourfulness_weight=a.colourfulness_weight,
                               after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w, small_epochs=Es, small_size=a.progressive,
+    res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w,
+               colourfulness_weight=a.colourfulness_weight if a.recipe == 'default' else None, small_epochs=Es, small_size=a.progressive,
                wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
@@ -221,7 +229,9 @@ def main(argv=None):
     make = stl10_dls if a.dataset == 'stl10' else imagenette_dls
     dls = make(a.data, **kw)
     small = make(a.data, **{**kw, 'size': a.progressive}) if a.progressive else None
-    tag = (f'-p{a.progressive}' if a.progressive else '') + ('-seed' if a.recipe == 'seed' else '')
+    cf = a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT
+    tag = (f'-p{a.progressive}' if a.progressive else '') + ('-seed' if a.recipe == 'seed' else '') + \
+          (f'-cf{a.colourfulness_weight:g}' if cf else '')
     results, stages, curves = [], [], {}
     L_ = ab = None
     for run in a.runs:

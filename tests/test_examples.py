@@ -137,3 +137,20 @@ def test_encoder_transfer_seed_recipe_in_the_same_budget(shared, tmp_path):
     from colourgan_fastai import load_colourizer
     learn = load_colourizer(tmp_path / 'runs/resnet20-seed_s1/final.pkl')
     assert not any(type(c).__name__ == 'GANColourizer' for c in learn.cbs)
+
+
+def test_encoder_transfer_colourfulness_weight_reaches_the_colour_phase(shared, tmp_path):
+    "--colourfulness-weight W: the colour phase runs with it (0 leaves the term out), in a run folder of its own."
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
+        mod['main'](['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
+                     '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32',
+                     '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01', '--runs', 'resnet20', '--seeds', '1',
+                     '--colourfulness-weight', '0', '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
+    finally: sys.path.remove(str(EXAMPLES))
+    run = tmp_path / 'runs/resnet20-cf0_s1'
+    res = json.loads((run / 'metrics.json').read_text())
+    assert res['colourfulness_weight'] == 0 and 'colour weight 0' in res['name']
+    header = (run / 'colour_log.csv').read_text().splitlines()[0]
+    assert 'loss_psnr' in header and 'loss_cf' not in header     # the colour phase ran, without ColourfulnessLoss
