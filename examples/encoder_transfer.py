@@ -15,7 +15,8 @@ all 1,959 validation photos):
 
 `--recipe seed` trains the same runs with the seed recipe instead (`train_l1_then_gan`: L1, then the PatchGAN
 with lambda = 100, as many GAN epochs as L1 epochs) in the same budget, for comparison; its runs go to
-<out>/<run>-seed_s<seed>/.
+<out>/<run>-seed_s<seed>/. `--colourfulness-weight W` sets the default recipe's colour-phase weight (the table ran
+with the CIFAR-10 value, 1.5; `colourgan train` uses 0.5 on photos); other weights go to <out>/<run>-cf<W>_s<seed>/.
 
 Each run goes to <out>/<run>_s<seed>/ (final.pkl exported with `learn.export`, metrics.json); a run whose
 metrics.json exists is loaded, not retrained, so seeds and rows can be added later. Writes
@@ -63,8 +64,8 @@ def parser():
     p.add_argument('--runs', nargs='+', choices=RUNS, default=list(RUNS))
     p.add_argument('--seeds', nargs='+', type=int, default=[42])
     p.add_argument('--recipe', choices=['default', 'seed'], default='default',
-                   help="default: the library's (train_semantic_colour); seed: L1 then the PatchGAN (train_l1_then_gan, "
-                        "lambda = 100), equal L1 and GAN epochs fitted to the same budget")
+                   help="default: the library's (train_semantic_colour); seed: L1 then the PatchGAN "
+                        "(train_l1_then_gan, lambda = 100), equal L1 and GAN epochs fitted to the same budget")
     p.add_argument('--budget-minutes', type=float, default=15, help='training wall time per run (epochs fitted to it)')
     p.add_argument('--colour-epochs', type=int, default=1, help='epochs of the colour phase (within the budget)')
     p.add_argument('--semantic-weight', type=float, default=0.,
@@ -195,8 +196,8 @@ def train_run(a, dls, run, seed, out, small=None):
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
     res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w,
-               colourfulness_weight=a.colourfulness_weight if a.recipe == 'default' else None, small_epochs=Es, small_size=a.progressive,
-               wall_s=wall,
+               colourfulness_weight=a.colourfulness_weight if a.recipe == 'default' else None,
+               small_epochs=Es, small_size=a.progressive, wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),
                final=score_predictions(dls.valid, ex._predict_with(learn), metrics()),
                curves=dict(phase1=phase1['curve'], phase2=ex.last_fit_curve(learn, G)))
