@@ -94,6 +94,16 @@ def _setup(a, run):
             f"{a.imagenet_arch} (ImageNet){', frozen' if frozen else ''}")
 
 
+def variant(a):
+    """(run-folder tag, name suffix) of what sets a run apart from the committed table's: progressive resizing, the
+    seed recipe, another colour weight. Both come from here, so a run's folder and its name always agree."""
+    parts = [(f'-p{a.progressive}', f", progressive {a.progressive}→{a.size} px") if a.progressive else None,
+             ('-seed', ', seed recipe') if a.recipe == 'seed' else None,
+             (f'-cf{a.colourfulness_weight:g}', f", colour weight {a.colourfulness_weight:g}")
+             if a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT else None]
+    return ''.join(t for t, _ in filter(None, parts)), ''.join(n for _, n in filter(None, parts))
+
+
 def _classifier(a, run):
     "The encoder's own pretrained classifier, for the semantic loss."
     if run == 'resnet20': return resnet20_cifar(a.cifar_weights)
@@ -165,14 +175,11 @@ def train_run(a, dls, run, seed, out, small=None):
     if a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
         Es, Ef = 0, max(1, int(a.budget_minutes * 60 // (per_epoch + per_colour)))
         G = Ef
-        name += ', seed recipe'
     else:
         G = a.colour_epochs
         Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
     E = Es + Ef
-    if small is not None: name += f", progressive {a.progressive}→{a.size} px"
-    if a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT:
-        name += f", colour weight {a.colourfulness_weight:g}"
+    name += variant(a)[1]
     print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch"
           + (f" ({per_small / 60:.1f} at {a.progressive} px)" if small is not None else '')
           + f" and {per_colour / 60:.1f} min per {'GAN' if a.recipe == 'seed' else 'colour'} epoch -> {E} + {G} epochs"
@@ -222,17 +229,16 @@ def seed_scatter(results):
 
 
 def main(argv=None):
-    a = parser().parse_args(argv)
-    if a.recipe == 'seed' and a.progressive: parser().error("--progressive is for the default recipe only")
+    p = parser()
+    a = p.parse_args(argv)
+    if a.recipe == 'seed' and a.progressive: p.error("--progressive is for the default recipe only")
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     kw = dict(n_train=a.n_train, size=a.size, bs=a.bs, seed=42, n_valid=a.n_valid)
     make = stl10_dls if a.dataset == 'stl10' else imagenette_dls
     dls = make(a.data, **kw)
     small = make(a.data, **{**kw, 'size': a.progressive}) if a.progressive else None
-    cf = a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT
-    tag = (f'-p{a.progressive}' if a.progressive else '') + ('-seed' if a.recipe == 'seed' else '') + \
-          (f'-cf{a.colourfulness_weight:g}' if cf else '')
+    tag = variant(a)[0]
     results, stages, curves = [], [], {}
     L_ = ab = None
     for run in a.runs:
