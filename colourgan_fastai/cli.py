@@ -101,7 +101,7 @@ def cmd_train(a):
     dls = _dls_for(a)
     pretrained = not a.no_pretrained
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
-                           metrics=colour_metrics(), extra_stages=a.extra_stages)
+                           metrics=colour_metrics())
     if a.init:
         init = Path(a.init).with_suffix('.pth')
         if not init.is_file():
@@ -216,9 +216,6 @@ def build_parser():
     t.add_argument('--valid', help='--dataset folder: a separate folder of validation images')
     t.add_argument('--arch', default='resnet20_cifar'); t.add_argument('--encoder-weights')
     t.add_argument('--no-pretrained', action='store_true', help='random encoder (no weights download)')
-    t.add_argument('--extra-stages', type=_int_at_least(0), default=0,
-                   help='new stride-2 stages appended to the encoder (add_stages): a deeper, wider U-Net on a shallow '
-                        'encoder such as the CIFAR ResNet-20')
     t.add_argument('--recipe', choices=['semantic', 'seed'], default='semantic',
                    help="semantic (default): L1 + semantic loss + EMA, then + colourfulness and PSNR losses (README, Results); "
                         "seed: the reference recipe, L1 then GAN (lambda 100)")

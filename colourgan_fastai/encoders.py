@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 import torchvision.models as tvm
-from fastai.vision.all import has_pool_type, create_body, ResBlock, model_sizes
+from fastai.vision.all import has_pool_type, create_body
 from fastai.vision.learner import _get_first_layer
 
-__all__ = ['resnet20_cifar', 'CifarResNet', 'encoder_body', 'encoder_classifier', 'adapt_first_conv', 'add_stages',
-           'NewStage', 'KNOWN_ARCHS', 'IMAGENET_STATS', 'CIFAR_STATS']
+__all__ = ['resnet20_cifar', 'CifarResNet', 'encoder_body', 'encoder_classifier', 'adapt_first_conv', 'KNOWN_ARCHS', 'IMAGENET_STATS',
+           'CIFAR_STATS']
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
@@ -181,22 +181,3 @@ def encoder_body(arch='resnet18', pretrained=True, weights=None) -> nn.Sequentia
     if conv.in_channels == 3: setattr(parent, name, adapt_first_conv(conv, stats, has_weights))
     elif conv.in_channels != 1: raise ValueError(f"first convolution takes {conv.in_channels} channels; need 3 or 1")
     return body
-
-
-class NewStage(ResBlock):
-    "A randomly initialised stride-2 residual stage appended to a pretrained encoder (see `add_stages`)."
-
-
-def add_stages(body: nn.Sequential, n=1, size=(32, 32)) -> nn.Sequential:
-    """`body` followed by `n` new stride-2 residual stages (fastai's `ResBlock`, doubling the channels, random
-    init). For a shallow encoder such as the CIFAR ResNet-20, whose body stops at 1/4 of the input: the U-Net built
-    on it gets one more skip connection, a decoder about twice as wide at every scale, and a bottleneck that sees
-    the whole 32 px image. The pretrained layers are untouched; `NewStage`s train with the decoder (the U-Net's
-    splitter puts them in the decoder's group, so `learn.freeze()` leaves them trainable). `size`: an input size,
-    to read the body's output channels."""
-    if n < 0: raise ValueError(f"n must be >= 0, got {n}")
-    if not n: return body
-    c = model_sizes(body, size=tuple(size))[-1][1]
-    new = []
-    for _ in range(n): new.append(NewStage(1, c, 2 * c, stride=2)); c *= 2
-    return nn.Sequential(*body, *new)

@@ -19,7 +19,6 @@ from fastai.callback.fp16 import AMPMode
 from fastai.torch_core import get_model, rank_distrib, distrib_barrier
 from fastcore.xtras import join_path_file
 
-from .encoders import NewStage
 from .models import ColourUnet, colour_unet
 from .precision import DeviceMixedPrecision
 
@@ -98,11 +97,7 @@ class ColourLearner(Learner):
             if reg is not None: self._trained_with = reg
 
 
-def _unet_splitter(m):
-    "Pretrained encoder | the rest: decoder, and any `NewStage` appended to the encoder (random init, never frozen)."
-    new = [c for c in m[0].children() if isinstance(c, NewStage)]
-    old = [c for c in m[0].children() if not isinstance(c, NewStage)]
-    return [[p for c in old for p in params(c)], [p for c in new for p in params(c)] + params(m[1:])]
+def _unet_splitter(m): return [params(m[0]), params(m[1:])]
 
 
 def colour_learner(dls, arch='resnet18', pretrained=True, metrics=None, weights=None, loss_func=None,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from fastai.vision.all import DynamicUnet
 
-from .encoders import encoder_body, add_stages
+from .encoders import encoder_body
 
 __all__ = ['colour_unet', 'ColourUnet', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator',
            'patch_layers_for', 'as_plain']
@@ -34,13 +34,9 @@ class ColourUnet(DynamicUnet):
     def forward(self, x): return super().forward(_plain_input(x, getattr(self, 'channels_last', False)))
 
 
-def colour_unet(arch='resnet18', img_size=(64, 64), pretrained=True, weights=None, extra_stages=0,
-                **unet_kwargs) -> ColourUnet:
-    """A `ColourUnet` on the body of `arch` (see `encoder_body`). `extra_stages`: new stride-2 stages appended to
-    the encoder (`add_stages`), for a deeper, wider U-Net on a shallow encoder."""
+def colour_unet(arch='resnet18', img_size=(64, 64), pretrained=True, weights=None, **unet_kwargs) -> ColourUnet:
     if isinstance(img_size, int): img_size = (img_size, img_size)
-    return ColourUnet(add_stages(encoder_body(arch, pretrained, weights), extra_stages, img_size), img_size,
-                      **unet_kwargs)
+    return ColourUnet(encoder_body(arch, pretrained, weights), img_size, **unet_kwargs)
 
 
 def check_colourizer(G, size):

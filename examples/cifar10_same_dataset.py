@@ -73,9 +73,6 @@ def parser():
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="semantic recipe: ColourfulnessLoss's weight in the colour phase (the library's CIFAR-10 default)")
     p.add_argument('--psnr-weight', type=float, default=0.2, help="semantic recipe: PSNRLoss's weight in the colour phase")
-    p.add_argument('--extra-stages', type=int, default=0,
-                   help='semantic recipe: new stride-2 stages appended to the ResNet-20 encoder (add_stages): a deeper, '
-                        'wider U-Net')
     p.add_argument('--phase1-from', metavar='DIR',
                    help='semantic recipe: continue from DIR/phase1.pth of an earlier run with the same phase-1 settings '
                         '(its time and curve come from DIR/unet_log.csv)')
@@ -92,8 +89,7 @@ def run_recipe(recipe, a, out):
     set_seed(a.seed)
     n_train = a.seed_n_train if recipe == 'seed' else a.n_train
     dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics(),
-                           extra_stages=a.extra_stages if recipe == 'semantic' else 0)
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -123,8 +119,7 @@ def run_recipe(recipe, a, out):
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
                 f"{'' if a.no_ema else ' (EMA)'}, then "
-                f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss"
-                f"{f', {a.extra_stages} new encoder stage(s)' if a.extra_stages else ''}")
+                f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
     # when phase 1 ran in an earlier process.
@@ -151,13 +146,12 @@ def main(argv=None):
         if a.figures_only:
             set_seed(a.seed)
             dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-            saved = json.loads((run_dir / 'metrics.json').read_text())
-            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics(),
-                                   extra_stages=saved.get('extra_stages', a.extra_stages if recipe == 'semantic' else 0))
+            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
             learn.path, learn.model_dir = run_dir.absolute(), '.'
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')          # the seed's files also hold its D: not needed for figures
                 learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
+            saved = json.loads((run_dir / 'metrics.json').read_text())
         else:
             learn, p1, c, (wall, cpu, valid), plan, (E, G) = run_recipe(recipe, a, run_dir)
             labels = [CLASSES.index(Path(f).parent.name) for f in learn.dls.valid.items]
@@ -165,8 +159,7 @@ def main(argv=None):
             saved = dict(rows={STAGE_NAMES[recipe][0]: scored['U-Net only (L1)'],
                                STAGE_NAMES[recipe][1]: {**scored['U-Net + GAN'], 'train_min': wall / 60}},
                          grey=scored['grey (ab = 0)'], truth=scored['truth'], plan=plan, epochs=[E, G],
-                         curves=c, wall_s=wall, cpu_s=cpu, valid_s=valid, seed=a.seed,
-                         extra_stages=a.extra_stages if recipe == 'semantic' else 0)
+                         curves=c, wall_s=wall, cpu_s=cpu, valid_s=valid, seed=a.seed)
             ex.save_json(run_dir / 'metrics.json', saved)
         rows.setdefault('grey (ab = 0)', saved['grey'])
         rows.update(zip(STAGE_NAMES[recipe], saved['rows'].values()))      # today's stage names, in saved order

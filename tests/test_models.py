@@ -7,7 +7,7 @@ from torch import nn
 
 from colourgan_fastai import (resnet20_cifar, colour_unet, colour_learner, PatchDiscriminator, encoder_body,
                               adapt_first_conv, patch_layers_for, CifarResNet)
-from colourgan_fastai.encoders import IMAGENET_STATS, NewStage, add_stages
+from colourgan_fastai.encoders import IMAGENET_STATS
 
 CIFAR_CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -101,24 +101,6 @@ def test_colour_learner_takes_a_module_and_trains_everything(tiny_dls, shared):
     assert all(p.requires_grad for p in learn.model.parameters())
     assert len(learn.opt.param_groups) == 2                                    # encoder / decoder
 
-
-
-def test_extra_stages_deepen_the_unet_and_train_when_the_encoder_is_frozen(tiny_dls, shared):
-    ref = resnet20_cifar(shared / 'weights/resnet20-12fca82f.th')
-    learn = colour_learner(tiny_dls, arch=ref, extra_stages=1)
-    u, enc = learn.model, learn.model[0]
-    assert len(u.sfs) == 3 and isinstance(enc[-1], NewStage)                  # one more skip connection than plain
-    assert enc(torch.zeros(1, 1, 32, 32)).shape == (1, 128, 4, 4)            # 64 -> 128 channels, 8 -> 4 px
-    assert torch.equal(enc[3][0].conv1.weight, ref.layer1[0].conv1.weight)    # pretrained layers untouched
-    assert u(torch.zeros(2, 1, 32, 32)).shape == (2, 2, 32, 32)
-    learn.freeze()
-    assert all(p.requires_grad for p in enc[-1].parameters())                # new stage: random, never frozen
-    assert not enc[3][0].conv1.weight.requires_grad
-    x, y = tiny_dls.one_batch()
-    before = enc[-1].convpath[0][0].weight.detach().clone()
-    learn.fit(1, 1e-3, cbs=[])
-    assert not torch.equal(before, enc[-1].convpath[0][0].weight)
-    with pytest.raises(ValueError, match='n must be >= 0'): add_stages(enc, -1)
 
 @pytest.mark.parametrize('size,n_layers,patch', [(32, 2, 6), (64, 3, 6), (96, 3, 10), (256, 3, 30)])
 def test_patch_discriminator_keeps_a_patch_map(size, n_layers, patch):
