@@ -86,7 +86,8 @@ def _dls_for(a):
 def cmd_train(a):
     from fastai.torch_core import set_seed
     from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing
-    from .recipe import train_l1_then_gan, train_semantic_colour, COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT
+    from .recipe import (train_l1_then_gan, train_semantic_colour, COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT,
+                         PSNR_WEIGHT)
     out = Path(a.out)
     writes = [out.parent / (out.name + end) for end in ('_unet.pth', '.pth', '.pkl')]
     there = [str(f) for f in writes if f.exists()]
@@ -133,10 +134,11 @@ def cmd_train(a):
             print(f"train: SemanticLoss({a.semantic_weight:g}) through the encoder's classifier, in both phases")
         cf = a.colourfulness_weight if a.colourfulness_weight is not None else \
             COLOURFULNESS_WEIGHT if a.dataset == 'cifar10' else PHOTO_COLOURFULNESS_WEIGHT      # photos: README Case 2
-        print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({a.psnr_weight:g})")
+        psnr = a.psnr_weight if a.psnr_weight is not None else PSNR_WEIGHT
+        print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({psnr:g})")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=clf,
                               semantic_weight=a.semantic_weight, colourfulness_weight=cf,
-                              psnr_weight=a.psnr_weight, after_l1=after_l1, phase1_cbs=phase1_cbs)
+                              psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs)
         learn.save(out.name)
         what = 'for resuming'
     learn.to_fp32()                                 # the exported generator is a plain fp32 model
@@ -230,7 +232,8 @@ def build_parser():
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--colourfulness-weight', type=float, help='semantic: weight of ColourfulnessLoss in the colour '
                    'phase (default: 1.5 for cifar10, 0.5 for photos, where 1.5 paints a sepia cast: README, Case 2)')
-    t.add_argument('--psnr-weight', type=float, default=0.2, help='semantic: weight of PSNRLoss in the colour phase')
+    t.add_argument('--psnr-weight', type=float, help='semantic: weight of PSNRLoss in the colour phase (default '
+                                                      'PSNR_WEIGHT, 0.2)')
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
     t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)
     t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)

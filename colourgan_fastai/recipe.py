@@ -13,11 +13,12 @@ from fastai.callback.progress import CSVLogger
 from .gan import GANColourizer
 from .losses import SemanticLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
 
-__all__ = ['train_l1_then_gan', 'train_semantic_colour', 'PHOTO_COLOURFULNESS_WEIGHT', 'RECIPES']
+__all__ = ['train_l1_then_gan', 'train_semantic_colour', 'PHOTO_COLOURFULNESS_WEIGHT', 'PSNR_WEIGHT', 'RECIPES']
 
 SEMANTIC_WEIGHT = 0.05      # SemanticLoss's weight when a classifier is given (CIFAR-10's 10-way ResNet-20)
 COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, Case 1)
 PHOTO_COLOURFULNESS_WEIGHT = 0.5    # on 96-160 px photos: the same colour amount, +0.5 dB, a third fewer blotches
+PSNR_WEIGHT = 0.2           # the colour phase's PSNRLoss, screened with COLOURFULNESS_WEIGHT (README, Case 1)
 
 
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
@@ -39,7 +40,7 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
-                          semantic_weight=SEMANTIC_WEIGHT, colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=0.2,
+                          semantic_weight=SEMANTIC_WEIGHT, colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
                           ema=True, csv_logs=False, after_l1=None, phase1_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA
     of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and `PSNRLoss`

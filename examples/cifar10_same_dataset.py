@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
                               train_l1_then_gan, train_semantic_colour)
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -72,7 +72,8 @@ def parser():
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="semantic recipe: ColourfulnessLoss's weight in the colour phase (the library's CIFAR-10 default)")
-    p.add_argument('--psnr-weight', type=float, default=0.2, help="semantic recipe: PSNRLoss's weight in the colour phase")
+    p.add_argument('--psnr-weight', type=float, default=PSNR_WEIGHT,
+                   help="semantic recipe: PSNRLoss's weight in the colour phase (the library's default)")
     p.add_argument('--phase1-from', metavar='DIR',
                    help='semantic recipe: continue from DIR/phase1.pth of an earlier run with the same phase-1 settings '
                         '(its time and curve come from DIR/unet_log.csv)')
