@@ -91,10 +91,11 @@ def plot_curves(path, curves, title):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 3.5))
     for label, (xs, ys) in curves.items(): ax.plot(xs, ys, marker='o', label=label)
     ax.set_xlabel('epoch'); ax.set_ylabel('validation L1 on ab (ab/110)'); ax.set_title(title)
-    ax.legend(); ax.grid(alpha=0.3)
+    ax.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize='small')    # beside the plot: hides no point
+    ax.grid(alpha=0.3)
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return path
 
