@@ -61,3 +61,20 @@ def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
     stamp = seed_run.stat().st_mtime_ns
     again = mod['main'](args)                                     # nothing retrained: same numbers
     assert seed_run.stat().st_mtime_ns == stamp and again['rows'] == r['rows']
+
+
+def test_photo_colour_screen_trains_a_per_image_variant_from_a_phase1_model(shared, tmp_path):
+    "bench/photo_colour_screen.py: one colour epoch from a saved MobileNetV2 phase 1; scores, blotches, an export."
+    import runpy
+    from colourgan_fastai import imagenette_dls, colour_learner
+    w = str(shared / 'weights/mobilenet_v2_imagenet.pth')
+    data = dict(n_train=32, n_valid=16, size=32, bs=16)
+    learn = colour_learner(imagenette_dls(shared / 'data', **data), arch='mobilenet_v2', weights=w)
+    learn.path, learn.model_dir = tmp_path, '.'
+    learn.save('p1')
+    mod = runpy.run_path(str(BENCH.parent / 'photo_colour_screen.py'), run_name='x')
+    r = mod['main'](['--data', str(shared / 'data'), '--weights', w, '--init', str(tmp_path / 'p1.pth'), '--name', 'v',
+                     '--per-image', '--n-train', '32', '--n-valid', '16', '--size', '32', '--bs', '16',
+                     '--out', str(tmp_path / 'screen')])
+    assert r['valid']['l1'] > 0 and 0 <= r['valid']['spurious_colour'] <= 1 and r['args']['per_image']
+    assert (tmp_path / 'screen' / 'v.json').exists() and (tmp_path / 'screen' / 'v.pkl').exists()
