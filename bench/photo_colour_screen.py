@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from colourgan_fastai.recipe import PHOTO_COLOURFULNESS_WEIGHT, PSNR_WEIGHT
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,11 +24,12 @@ def parser():
                                                  'runs/encoder_transfer_w/imagenet_s42/phase1.pth)')
     p.add_argument('--data', default='../shared/data'); p.add_argument('--out', default='runs/photo_screen')
     p.add_argument('--weights', default='../shared/weights/mobilenet_v2_imagenet.pth')
-    p.add_argument('--cf', type=float, default=0.5, help='colourfulness weight')
+    p.add_argument('--cf', type=float, default=PHOTO_COLOURFULNESS_WEIGHT, help='colourfulness weight')
     p.add_argument('--per-image', action='store_true', help="each image's own colourfulness gap, not the batch mean's")
-    p.add_argument('--psnr', type=float, default=0.2, help='PSNRLoss weight')
+    p.add_argument('--psnr', type=float, default=PSNR_WEIGHT, help='PSNRLoss weight')
     p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--size', type=int, default=96)
-    p.add_argument('--n-train', type=int); p.add_argument('--n-valid', type=int); p.add_argument('--bs', type=int, default=32)
+    p.add_argument('--n-train', type=int); p.add_argument('--n-valid', type=int)
+    p.add_argument('--bs', type=int, default=32)
     p.add_argument('--seed', type=int, default=42)
     return p
 

@@ -40,8 +40,8 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
-                          semantic_weight=SEMANTIC_WEIGHT, colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
-                          ema=True, csv_logs=False, after_l1=None, phase1_cbs=()):
+                          semantic_weight=SEMANTIC_WEIGHT, colourfulness_weight=COLOURFULNESS_WEIGHT,
+                          psnr_weight=PSNR_WEIGHT, ema=True, csv_logs=False, after_l1=None, phase1_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA
     of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and `PSNRLoss`
     (a weight of 0 leaves a term out; for photos pass `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as
