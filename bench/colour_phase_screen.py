@@ -52,11 +52,16 @@ def per_image_cf_loss(weight):
     return PerImageColourfulnessGap(weight)
 
 
+def loss_columns(learn):
+    "The loss terms the last fit trained with, by their recorder columns (e.g. ['loss_cf', 'loss_psnr'])."
+    return sorted(n for n in learn.recorder.metric_names if n.startswith('loss_'))
+
+
 def screen(a):
     from fastai.torch_core import set_seed
     from fastai.vision.all import get_image_files
     from colourgan_fastai import (dls_from_lists, cifar10_dls, colour_learner, colour_metrics, resnet20_cifar,
-                                  score_predictions, SemanticLoss, ColourfulnessLoss, PSNRLoss, WeightEMA)
+                                  score_predictions, train_semantic_colour)
     sys.path.insert(0, str(ROOT / 'examples'))
     import experiment as ex
     from cifar10_same_dataset import Top1, CLASSES
@@ -70,11 +75,11 @@ def screen(a):
     learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
     learn.load(Path(a.init).with_suffix('').absolute(), with_opt=False)
     own = resnet20_cifar(a.weights)
-    cbs = ([SemanticLoss(own, a.sem)] if a.sem else []) + ([ColourfulnessLoss(a.cf)] if a.cf else []) + \
-          ([per_image_cf_loss(a.cf_per_image)] if a.cf_per_image else []) + ([PSNRLoss(a.psnr)] if a.psnr else [])
     t0 = time.time()
-    if a.epochs: learn.fit_one_cycle(a.epochs, a.lr, cbs=cbs + [WeightEMA()])
-    res = dict(args=vars(a), train_s=time.time() - t0, rows={})
+    train_semantic_colour(learn, 0, a.epochs, colour_lr=a.lr, classifier=own, semantic_weight=a.sem,
+                          colourfulness_weight=a.cf, psnr_weight=a.psnr,         # the recipe's colour phase alone
+                          colour_cbs=[per_image_cf_loss(a.cf_per_image)] if a.cf_per_image else [])
+    res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn), rows={})
     predict = ex._predict_with(learn)
     tune_labels = [CLASSES.index(Path(f).parent.name) for f in tune]
     res['rows']['tune'] = score_predictions(dls.valid, predict, colour_metrics() + [Top1(own, tune_labels)])

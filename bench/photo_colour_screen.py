@@ -39,20 +39,21 @@ def main(argv=None):
     sys.path[:0] = [str(ROOT / 'examples'), str(ROOT / 'bench')]
     from fastai.torch_core import set_seed
     import experiment as ex
-    from colour_phase_screen import per_image_cf_loss
-    from colourgan_fastai import (imagenette_dls, colour_learner, colour_metrics, score_predictions, ColourfulnessLoss,
-                                  PSNRLoss, WeightEMA, SpuriousColour)
+    from colour_phase_screen import per_image_cf_loss, loss_columns
+    from encoder_transfer import metrics                      # Case 2's columns: colour_metrics + SpuriousColour
+    from colourgan_fastai import imagenette_dls, colour_learner, score_predictions, train_semantic_colour
     set_seed(a.seed)
     dls = imagenette_dls(a.data, n_train=a.n_train, size=a.size, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-    learn = colour_learner(dls, arch='mobilenet_v2', weights=a.weights, metrics=colour_metrics())
+    learn = colour_learner(dls, arch='mobilenet_v2', weights=a.weights, metrics=metrics())
     out = Path(a.out).absolute(); out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out, '.'
     learn.load(Path(a.init).absolute().with_suffix(''), with_opt=False)
-    cf = ([per_image_cf_loss(a.cf)] if a.per_image else [ColourfulnessLoss(a.cf)]) if a.cf else []
+    per_image = [per_image_cf_loss(a.cf)] if a.per_image and a.cf else []
     t0 = time.time()
-    learn.fit_one_cycle(1, a.lr, cbs=cf + ([PSNRLoss(a.psnr)] if a.psnr else []) + [WeightEMA()])
-    res = dict(args=vars(a), train_s=time.time() - t0,
-               valid=score_predictions(dls.valid, ex._predict_with(learn), colour_metrics() + [SpuriousColour()]))
+    train_semantic_colour(learn, 0, 1, colour_lr=a.lr, colourfulness_weight=0 if a.per_image else a.cf,
+                          psnr_weight=a.psnr, colour_cbs=per_image)       # the recipe's colour phase alone
+    res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn),
+               valid=score_predictions(dls.valid, ex._predict_with(learn), metrics()))
     ex.save_json(out / f'{a.name}.json', res)
     learn.export(out / f'{a.name}.pkl')          # for examples/photo_figure.py --model
     print(a.name, json.dumps(res['valid']))

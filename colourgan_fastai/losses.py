@@ -13,6 +13,9 @@ Each callback adds a term to `learn.loss_grad` on training batches only (validat
   is reported as a per-image mean, and a plain L1 treats an error on a near-grey photo like one on a colourful photo,
   though it costs the grey photo far more dB. With `ColourfulnessLoss` it moves the added colour to the images that
   can afford it (README, ablation).
+- `FeatureLoss(net, layers, weight)`: a perceptual loss (DeOldify's NoGAN pretrains G on one): the L1 distance
+  between a frozen network's activations on the predicted and on the true colours, at a few layers, each relative
+  to the mean size of the true activations. Gradients reach G only.
 - `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
   validation and at the end of training.
 
@@ -26,12 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 from fastai.callback.core import Callback
 from fastai.torch_core import get_model
+from fastai.callback.hook import hook_outputs
 
 from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
-__all__ = ['LossTerm', 'SemanticLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl', 'colourfulness_gap',
-           'log_mse']
+__all__ = ['LossTerm', 'SemanticLoss', 'FeatureLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl',
+           'feature_distance', 'colourfulness_gap', 'log_mse']
 
 
 class LossTerm(Callback):
@@ -94,6 +98,56 @@ class SemanticLoss(LossTerm):
         self.clf.to(p.device).eval()
 
     def term(self, L_, pred, target): return semantic_kl(self.clf, self.stats, L_, pred, target, self.temperature)
+
+
+def feature_distance(net, stats, layers, L_, pred, target):
+    """Mean over `layers` (modules of `net`) of mean|f(pred) - f(true)| / mean|f(true)|, where f is the layer's
+    activation when `net` sees the decoded RGB, normalised by `stats` = (mean, std). 0 when pred == target; the
+    true pass runs without gradients."""
+    m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
+    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
+    with hook_outputs(layers, detach=False) as h:
+        with torch.no_grad():
+            net((decode_lab(L_, target) - m) / s)
+            true = [o.detach().float() for o in h.stored]
+        net((decode_lab(L_, pred) - m) / s)
+        return sum((o.float() - t).abs().mean() / t.abs().mean().clamp_min(1e-6)
+                   for o, t in zip(h.stored, true)) / len(true)
+
+
+def _default_layers(net):
+    if all(hasattr(net, n) for n in ('layer1', 'layer2', 'layer3')):
+        return [net.layer1, net.layer2, net.layer3]     # CIFAR ResNets (and torchvision's, minus layer4)
+    raise ValueError(f"FeatureLoss: name the layers of {type(net).__name__} to compare (layers=[...])")
+
+
+class FeatureLoss(LossTerm):
+    """`weight` * `feature_distance`: a perceptual loss through a frozen network (a copy is kept, in eval mode,
+    never trained), e.g. the encoder's own pretrained ResNet-20. `layers`: names of its modules (default: layer1-3
+    of a ResNet); `stats`: its input normalisation (default: its `stats` attribute, else ImageNet's). Unlike
+    `SemanticLoss`, which asks only for the same class probabilities, it asks for the same activations everywhere
+    in the image at several depths. Use the encoder's own network, never the classifier that judges the results."""
+    name = 'loss_feat'
+
+    def __init__(self, net, weight=0.1, layers=None, stats=None):
+        super().__init__(weight)
+        if not isinstance(net, nn.Module): raise TypeError("net must be an nn.Module")
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        mods = dict(self.net.named_modules())
+        if layers is None: self.layers = _default_layers(self.net)
+        else:
+            missing = [n for n in layers if n not in mods]
+            if missing or not layers: raise ValueError(f"FeatureLoss: {type(net).__name__} has no layers {missing}")
+            self.layers = [mods[n] for n in layers]
+        from .encoders import IMAGENET_STATS
+        self.stats = stats or getattr(net, 'stats', IMAGENET_STATS)
+
+    def before_fit(self):
+        super().before_fit()
+        p = next(get_model(self.learn.model).parameters())
+        self.net.to(p.device).eval()
+
+    def term(self, L_, pred, target): return feature_distance(self.net, self.stats, self.layers, L_, pred, target)
 
 
 def colourfulness_gap(L_, pred, target):

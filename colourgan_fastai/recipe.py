@@ -41,7 +41,7 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3e-4, classifier=None,
                           semantic_weight=SEMANTIC_WEIGHT, colourfulness_weight=COLOURFULNESS_WEIGHT,
-                          psnr_weight=PSNR_WEIGHT, ema=True, csv_logs=False, after_l1=None, phase1_cbs=()):
+                          psnr_weight=PSNR_WEIGHT, ema=True, csv_logs=False, after_l1=None, phase1_cbs=(), colour_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA
     of G's weights. Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and `PSNRLoss`
     (a weight of 0 leaves a term out; for photos pass `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as
@@ -50,7 +50,8 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     on CIFAR-10 the term cost 0.6 dB at the end and did not raise an independent judge's top-1 (two seeds), and
     through ImageNet's 1000 classes it turns adversarial (README). `after_l1(learn)` runs between the phases;
     `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for
-    phase 1 (e.g. `ProgressiveResizing`). Returns the callbacks used."""
+    phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2 (e.g. another colour term: pass a `LossTerm`
+    in both to use it throughout). Returns the recipe's own loss terms."""
     sem = [SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + sem + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
@@ -58,7 +59,7 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     cf = ([ColourfulnessLoss(colourfulness_weight)] if colourfulness_weight else []) + \
          ([PSNRLoss(psnr_weight)] if psnr_weight else [])
     if colour_epochs:
-        learn.fit_one_cycle(colour_epochs, colour_lr, cbs=sem + cf + ([WeightEMA()] if ema else []) +
+        learn.fit_one_cycle(colour_epochs, colour_lr, cbs=sem + cf + list(colour_cbs) + ([WeightEMA()] if ema else []) +
                             _logs(csv_logs, 'colour'))
     return sem + cf
 

@@ -30,7 +30,7 @@ from fastai.torch_core import set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
-                              train_l1_then_gan, train_semantic_colour)
+                              train_l1_then_gan, train_semantic_colour, FeatureLoss)
 from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
@@ -69,6 +69,8 @@ def parser():
     p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help='semantic recipe: SemanticLoss through the ResNet-20 (default 0, off, as the library\'s)')
+    p.add_argument('--feature-weight', type=float, default=0.,
+                   help='semantic recipe: FeatureLoss through the ResNet-20 in both phases (default 0, off)')
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="semantic recipe: ColourfulnessLoss's weight in the colour phase (the library's CIFAR-10 default)")
@@ -106,6 +108,7 @@ def run_recipe(recipe, a, out):
     else:
         E, G = a.sem_epochs, a.colour_epochs
         earlier = 0.
+        feat = [FeatureLoss(resnet20_cifar(a.weights), a.feature_weight)] if a.feature_weight else []
         if a.phase1_from:
             src = Path(a.phase1_from)
             learn.load((src / 'phase1').absolute(), with_opt=False)
@@ -115,11 +118,12 @@ def run_recipe(recipe, a, out):
             if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
         train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=resnet20_cifar(a.weights),
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
-                              psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema)
+                              psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
+                              phase1_cbs=feat, colour_cbs=feat)
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
-                f"{'' if a.no_ema else ' (EMA)'}, then "
+                f"{f' + {a.feature_weight:g}·feature' if a.feature_weight else ''}{'' if a.no_ema else ' (EMA)'}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
     wall = time.time() - t0
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown

@@ -34,6 +34,7 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
             '--out', str(tmp_path / 'screen')]
     r = mod['main'](args + ['--name', 'v', '--cf', '0', '--cf-per-image', '1', '--psnr', '0.2'])
     assert set(r['rows']) == {'tune', 'test'} and 0 <= r['rows']['test']['top1'] <= 1
+    assert r['terms'] == ['loss_cf_per_image', 'loss_psnr', 'loss_semantic']      # --sem 0.05: the screen's default
     assert r['rows']['tune']['l1'] > 0 and (tmp_path / 'screen' / 'v.json').exists()
     assert '| v |' in mod['table'](tmp_path / 'screen')
 
@@ -77,4 +78,5 @@ def test_photo_colour_screen_trains_a_per_image_variant_from_a_phase1_model(shar
                      '--per-image', '--n-train', '32', '--n-valid', '16', '--size', '32', '--bs', '16',
                      '--out', str(tmp_path / 'screen')])
     assert r['valid']['l1'] > 0 and 0 <= r['valid']['spurious_colour'] <= 1 and r['args']['per_image']
+    assert r['terms'] == ['loss_cf_per_image', 'loss_psnr']                 # the per-image gap, not the batch's
     assert (tmp_path / 'screen' / 'v.json').exists() and (tmp_path / 'screen' / 'v.pkl').exists()

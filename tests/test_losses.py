@@ -4,7 +4,8 @@ import torch
 from fastai.callback.core import Callback
 
 from colourgan_fastai import (SemanticLoss, ColourfulnessLoss, WeightEMA, semantic_kl, colourfulness_gap,
-                              resnet20_cifar, GANColourizer, encode_lab, decode_lab, PSNRLoss, log_mse, psnr)
+                              resnet20_cifar, GANColourizer, encode_lab, decode_lab, PSNRLoss, log_mse, psnr,
+                              FeatureLoss, feature_distance)
 
 
 def _batch(n=4, s=16, seed=0):
@@ -20,6 +21,41 @@ def test_semantic_kl_is_zero_on_the_truth_and_sends_gradients_to_the_prediction_
     loss = semantic_kl(clf, clf.stats, L_, pred, ab)
     loss.backward()
     assert loss.item() > 0 and pred.grad.abs().sum() > 0
+
+
+def test_feature_distance_is_zero_on_the_truth_grows_with_the_error_and_sends_gradients_back():
+    net = resnet20_cifar().eval()
+    layers = [net.layer1, net.layer2, net.layer3]
+    L_, ab = _batch()
+    assert feature_distance(net, net.stats, layers, L_, ab, ab).item() == pytest.approx(0, abs=1e-6)
+    near, far = (feature_distance(net, net.stats, layers, L_, ab * k, ab).item() for k in (0.8, 0.2))
+    assert 0 < near < far
+    pred = (ab * 0.3).requires_grad_()
+    feature_distance(net, net.stats, layers, L_, pred, ab).backward()
+    assert pred.grad.abs().sum() > 0
+    assert not net.layer1._forward_hooks                         # its hooks are removed again
+
+
+def test_feature_loss_trains_G_only_adds_its_weighted_term_and_checks_its_layers(tiny_learn):
+    feat = FeatureLoss(resnet20_cifar(), weight=0.3, layers=['layer2', 'layer3'])
+    assert feat.layers == [feat.net.layer2, feat.net.layer3]
+    before = [p.clone() for p in feat.net.parameters()]
+    checks = []
+    class Spy(Callback):
+        order = 90
+        def after_loss(self):
+            if not self.training: return
+            l1 = (self.learn.pred - self.learn.yb[0]).abs().mean()
+            term = feature_distance(feat.net, feat.stats, feat.layers, self.learn.xb[0], self.learn.pred,
+                                    self.learn.yb[0])
+            checks.append((self.learn.loss_grad.item(), (l1 + 0.3 * term).item()))
+    tiny_learn.fit(1, 1e-3, cbs=[feat, Spy()])
+    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    assert all(torch.equal(a, b) for a, b in zip(before, feat.net.parameters()))        # never trained
+    assert all(p.grad is None for p in feat.net.parameters()) and not feat.net.training
+    assert dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))['loss_feat'] > 0
+    with pytest.raises(ValueError, match='no layers'): FeatureLoss(resnet20_cifar(), layers=['layer9'])
+    with pytest.raises(ValueError, match='name the layers'): FeatureLoss(torch.nn.Conv2d(3, 3, 1))
 
 
 def test_colourfulness_gap_is_zero_on_the_truth_and_pushes_grey_output_towards_colour():
@@ -111,3 +147,14 @@ def test_the_default_recipe_adds_the_semantic_term_only_when_given_a_classifier(
     assert len(sem) == 1 and sem[0].weight == 0.05
     assert not train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet(), semantic_weight=0,
                                      colourfulness_weight=0, psnr_weight=0)
+
+
+def test_the_default_recipe_runs_extra_callbacks_in_the_phase_they_are_given_for(tiny_learn):
+    from colourgan_fastai import train_semantic_colour
+    seen = []
+    class Tag(Callback):
+        def __init__(self, tag): self.tag = tag
+        def before_fit(self): seen.append((self.tag, {type(c).__name__ for c in self.learn.cbs}))
+    train_semantic_colour(tiny_learn, 1, 1, phase1_cbs=[Tag('phase1')], colour_cbs=[Tag('colour')])
+    assert [t for t, _ in seen] == ['phase1', 'colour']
+    assert 'ColourfulnessLoss' not in seen[0][1] and {'ColourfulnessLoss', 'PSNRLoss'} <= seen[1][1]
