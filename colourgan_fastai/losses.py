@@ -116,15 +116,18 @@ def feature_distance(net, stats, layers, L_, pred, target):
 
 
 def _default_layers(net):
+    from torchvision.models import MobileNetV2
     if all(hasattr(net, n) for n in ('layer1', 'layer2', 'layer3')):
         return [net.layer1, net.layer2, net.layer3]     # CIFAR ResNets (and torchvision's, minus layer4)
+    if isinstance(net, MobileNetV2): return [net.features[i] for i in (3, 6, 13)]      # strides 4, 8 and 16
     raise ValueError(f"FeatureLoss: name the layers of {type(net).__name__} to compare (layers=[...])")
 
 
 class FeatureLoss(LossTerm):
     """`weight` * `feature_distance`: a perceptual loss through a frozen network (a copy is kept, in eval mode,
     never trained), e.g. the encoder's own pretrained ResNet-20. `layers`: names of its modules (default: layer1-3
-    of a ResNet); `stats`: its input normalisation (default: its `stats` attribute, else ImageNet's). Unlike
+    of a ResNet, the ends of MobileNetV2's stride-4, 8 and 16 stages); `stats`: its input normalisation (default:
+    its `stats` attribute, else ImageNet's). Unlike
     `SemanticLoss`, which asks only for the same class probabilities, it asks for the same activations everywhere
     in the image at several depths. Use the encoder's own network, never the classifier that judges the results."""
     name = 'loss_feat'

@@ -2,9 +2,9 @@
 
 Both recipes train a DynamicUnet on the CIFAR-10 ResNet-20 and are scored on all 5,000 test images:
 - `seed`: the reference recipe (`train_l1_then_gan`): 8,000 training images, L1 epochs then GAN epochs (lambda 100);
-- `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 with an EMA of G
-  (`--semantic-weight W` adds a semantic loss through the ResNet-20 classifier), then a short phase with
-  `ColourfulnessLoss` and `PSNRLoss`.
+- `semantic`: the library's default (`train_semantic_colour`): all 50,000 training images, L1 with an EMA of G and
+  `FeatureLoss` 0.3 through the ResNet-20 (`--feature-weight`; `--semantic-weight W` adds a semantic loss through
+  it), then a short phase adding `ColourfulnessLoss` and `PSNRLoss`.
 The judge of the semantic test is an *independent* classifier, the CIFAR-10 ResNet-32 (`--judge`): it is used
 only here, after training, never in a loss or to choose anything. Each final generator is exported with
 `learn.export` to `<out>/<recipe>/final.pkl` (never committed). Writes images/cifar_recolourized.gif (a row per
@@ -30,8 +30,8 @@ from fastai.torch_core import set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
-                              train_l1_then_gan, train_semantic_colour, FeatureLoss)
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT
+                              train_l1_then_gan, train_semantic_colour)
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -69,8 +69,9 @@ def parser():
     p.add_argument('--colour-epochs', type=int, default=1, help='semantic recipe: epochs with ColourfulnessLoss')
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help='semantic recipe: SemanticLoss through the ResNet-20 (default 0, off, as the library\'s)')
-    p.add_argument('--feature-weight', type=float, default=0.,
-                   help='semantic recipe: FeatureLoss through the ResNet-20 in both phases (default 0, off)')
+    p.add_argument('--feature-weight', type=float, default=FEATURE_WEIGHT,
+                   help="semantic recipe: FeatureLoss through the ResNet-20 in both phases (the library's CIFAR-10 "
+                        "default; 0 for the recipe before step 12)")
     p.add_argument('--no-ema', action='store_true', help='semantic recipe without the EMA of G (for the ablation)')
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="semantic recipe: ColourfulnessLoss's weight in the colour phase (the library's CIFAR-10 default)")
@@ -108,7 +109,6 @@ def run_recipe(recipe, a, out):
     else:
         E, G = a.sem_epochs, a.colour_epochs
         earlier = 0.
-        feat = [FeatureLoss(resnet20_cifar(a.weights), a.feature_weight)] if a.feature_weight else []
         if a.phase1_from:
             src = Path(a.phase1_from)
             learn.load((src / 'phase1').absolute(), with_opt=False)
@@ -119,7 +119,7 @@ def run_recipe(recipe, a, out):
         train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=resnet20_cifar(a.weights),
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
-                              phase1_cbs=feat, colour_cbs=feat)
+                              feature_net=resnet20_cifar(a.weights), feature_weight=a.feature_weight)
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
@@ -137,7 +137,7 @@ def run_recipe(recipe, a, out):
 
 
 STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
-               'semantic': ('semantic: phase 1 (L1, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
+               'semantic': ('semantic: phase 1 (L1 + feature loss, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
 
 
 def main(argv=None):

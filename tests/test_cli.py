@@ -31,15 +31,17 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
     text = capsys.readouterr().out
     assert 'decoded per item, fp32, recipe semantic' in text and 'SemanticLoss' not in text     # off by default
+    assert 'FeatureLoss' not in text
     assert 'colour phase with ColourfulnessLoss(0.5) + PSNRLoss(0.2)' in text          # the photo default
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
     import torch
     from colourgan_fastai import CifarResNet
     torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
     assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
-                        '--colourfulness-weight', '2', '--semantic-weight', '0.05']) == 0
+                        '--colourfulness-weight', '2', '--semantic-weight', '0.05', '--feature-weight', '0.3']) == 0
     text = capsys.readouterr().out
     assert 'SemanticLoss(0.05) through' in text and 'left out' not in text          # opt-in, through its classifier
+    assert 'FeatureLoss(0.3) through' in text
     assert 'ColourfulnessLoss(2)' in text
     args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
     assert main(args) == 0
@@ -86,6 +88,18 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert '--progressive-epochs must be between 0 and the 2 phase-1 epochs' in capsys.readouterr().err
     r = subprocess.run([sys.executable, '-m', 'colourgan_fastai.cli', '--help'], capture_output=True, text=True)
     assert r.returncode == 0 and 'demo' in r.stdout and 'train' in r.stdout
+
+
+def test_cifar10_training_from_the_cli_adds_the_feature_loss_through_its_own_resnet20(shared, tmp_path, capsys):
+    "colourgan train --dataset cifar10: the default recipe adds FeatureLoss(0.3) through the encoder's ResNet-20."
+    base = ['train', '--dataset', 'cifar10', '--data', str(shared / 'data'), '--arch', 'resnet20_cifar',
+            '--encoder-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32', '--n-valid', '16',
+            '--bs', '16', '--epochs', '1', '--colour-epochs', '1']
+    assert main(base + ['--out', str(tmp_path / 'c')]) == 0
+    text = capsys.readouterr().out
+    assert "FeatureLoss(0.3) through the encoder's pretrained network" in text and 'ColourfulnessLoss(1.5)' in text
+    assert main(base + ['--out', str(tmp_path / 'd'), '--feature-weight', '0']) == 0
+    assert 'FeatureLoss' not in capsys.readouterr().out                               # 0 turns it off
 
 
 def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_full_size(shared, tmp_path, capsys):

@@ -22,7 +22,8 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
-                          'semantic: phase 1 (L1, EMA)', 'semantic: final (+ colourfulness, PSNR loss)', 'truth']
+                          'semantic: phase 1 (L1 + feature loss, EMA)', 'semantic: final (+ colourfulness, PSNR loss)',
+                          'truth']
     assert rows['truth']['l1'] == 0 and 0 <= rows['grey (ab = 0)']['top1'] <= 1
     assert rows['seed: U-Net + GAN']['train_min'] > 0 and rows['semantic: final (+ colourfulness, PSNR loss)']['train_min'] > 0
     table = (tmp_path / 'img' / 'cifar10_metrics.md').read_text()
@@ -37,6 +38,9 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
     assert saved['wall_s'] > saved['valid_s'] > 0 and saved['cpu_s'] > 0
     for f in ('seed/unet_log.csv', 'seed/gan_log.csv', 'semantic/unet_log.csv', 'semantic/colour_log.csv'):
         assert (tmp_path / 'runs' / f).exists(), f
+    import pandas as pd
+    for f in ('unet_log.csv', 'colour_log.csv'):                   # FeatureLoss trained in both phases, by default
+        assert pd.read_csv(tmp_path / 'runs/semantic' / f)['loss_feat'].iloc[-1] > 0
     # the figures can be redrawn from the saved runs
     sys.path.insert(0, str(EXAMPLES))
     try:
@@ -55,9 +59,8 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         cont = mod['main'](args + ['--sem-epochs', '1'])
         with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
     finally: sys.path.remove(str(EXAMPLES))
-    import pandas as pd
     earlier = pd.read_csv(tmp_path / 'runs/semantic/unet_log.csv')['time']
-    assert cont['semantic: phase 1 (L1, EMA)'] == rows['semantic: phase 1 (L1, EMA)']
+    assert cont['semantic: phase 1 (L1 + feature loss, EMA)'] == rows['semantic: phase 1 (L1 + feature loss, EMA)']
     assert cont['semantic: final (+ colourfulness, PSNR loss)']['train_min'] * 60 >= sum(
         int(t.split(':')[0]) * 60 + int(t.split(':')[1]) for t in earlier)
     assert (tmp_path / 'runs3/semantic/unet_log.csv').exists()

@@ -36,6 +36,13 @@ def test_feature_distance_is_zero_on_the_truth_grows_with_the_error_and_sends_gr
     assert not net.layer1._forward_hooks                         # its hooks are removed again
 
 
+def _outputs(net, layers):
+    from fastai.callback.hook import hook_outputs
+    with hook_outputs(layers) as h:
+        net(torch.rand(1, 3, 64, 64))
+        return h.stored
+
+
 def test_feature_loss_trains_G_only_adds_its_weighted_term_and_checks_its_layers(tiny_learn):
     feat = FeatureLoss(resnet20_cifar(), weight=0.3, layers=['layer2', 'layer3'])
     assert feat.layers == [feat.net.layer2, feat.net.layer3]
@@ -56,6 +63,9 @@ def test_feature_loss_trains_G_only_adds_its_weighted_term_and_checks_its_layers
     assert dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))['loss_feat'] > 0
     with pytest.raises(ValueError, match='no layers'): FeatureLoss(resnet20_cifar(), layers=['layer9'])
     with pytest.raises(ValueError, match='name the layers'): FeatureLoss(torch.nn.Conv2d(3, 3, 1))
+    from torchvision.models import mobilenet_v2
+    f = FeatureLoss(mobilenet_v2())                                       # the photo encoder: its stage ends
+    assert [tuple(o.shape[1:]) for o in _outputs(f.net, f.layers)] == [(24, 16, 16), (32, 8, 8), (96, 4, 4)]
 
 
 def test_colourfulness_gap_is_zero_on_the_truth_and_pushes_grey_output_towards_colour():
@@ -145,6 +155,8 @@ def test_the_default_recipe_adds_the_semantic_term_only_when_given_a_classifier(
     assert not any(isinstance(c, SemanticLoss) for c in train_semantic_colour(tiny_learn, 0, 0))
     sem = [c for c in train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet()) if isinstance(c, SemanticLoss)]
     assert len(sem) == 1 and sem[0].weight == 0.05
+    feat = [c for c in train_semantic_colour(tiny_learn, 0, 0, feature_net=CifarResNet()) if isinstance(c, FeatureLoss)]
+    assert len(feat) == 1 and feat[0].weight == 0.3
     assert not train_semantic_colour(tiny_learn, 0, 0, classifier=CifarResNet(), semantic_weight=0,
                                      colourfulness_weight=0, psnr_weight=0)
 
