@@ -13,7 +13,7 @@ Each callback adds a term to `learn.loss_grad` on training batches only (validat
   is reported as a per-image mean, and a plain L1 treats an error on a near-grey photo like one on a colourful photo,
   though it costs the grey photo far more dB. With `ColourfulnessLoss` it moves the added colour to the images that
   can afford it (README, ablation).
-- `FeatureLoss(net, layers, weight)`: a perceptual loss (DeOldify's NoGAN pretrains G on one): the L1 distance
+- `FeatureLoss(net, weight, layers)`: a perceptual loss (DeOldify's NoGAN pretrains G on one): the L1 distance
   between a frozen network's activations on the predicted and on the true colours, at a few layers, each relative
   to the mean size of the true activations. Gradients reach G only.
 - `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
@@ -127,12 +127,13 @@ class FeatureLoss(LossTerm):
     """`weight` * `feature_distance`: a perceptual loss through a frozen network (a copy is kept, in eval mode,
     never trained), e.g. the encoder's own pretrained ResNet-20. `layers`: names of its modules (default: layer1-3
     of a ResNet, the ends of MobileNetV2's stride-4, 8 and 16 stages); `stats`: its input normalisation (default:
-    its `stats` attribute, else ImageNet's). Unlike
-    `SemanticLoss`, which asks only for the same class probabilities, it asks for the same activations everywhere
-    in the image at several depths. Use the encoder's own network, never the classifier that judges the results."""
+    its `stats` attribute, else ImageNet's). Unlike `SemanticLoss`, which asks only for the same class
+    probabilities, it asks for the same activations everywhere in the image at several depths. Use the encoder's
+    own network, never the classifier that judges the results. The default weight is the recipe's (README, Case 1,
+    step 12)."""
     name = 'loss_feat'
 
-    def __init__(self, net, weight=0.1, layers=None, stats=None):
+    def __init__(self, net, weight=0.3, layers=None, stats=None):
         super().__init__(weight)
         if not isinstance(net, nn.Module): raise TypeError("net must be an nn.Module")
         self.net = copy.deepcopy(net).eval().requires_grad_(False)

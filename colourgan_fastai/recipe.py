@@ -2,11 +2,12 @@
 
 - `train_l1_then_gan` ('seed'): the reference implementations' recipe, reproduced: L1 pretraining of the U-Net, then
   GAN fine-tuning with `GANColourizer` (lambda = 100).
-- `train_semantic_colour` ('semantic', the library's default): L1 with an EMA of G's weights (and, when a
-  classifier is given, a semantic loss through it); then a short phase that adds `ColourfulnessLoss`, which asks
-  for the real amount of colour while L1 and `PSNRLoss` decide where it goes. No discriminator: on CIFAR-10 it
-  matches the truth's colourfulness at a smaller loss of PSNR than the GAN (README, Results). The name is the
-  recipe's history: its semantic term is opt-in since it measured no gain on two seeds (README, ablation).
+- `train_semantic_colour` ('semantic', the library's default): L1 with an EMA of G's weights (and, given the
+  encoder's own pretrained network, `FeatureLoss` or a semantic loss through it); then a short phase that adds
+  `ColourfulnessLoss`, which asks for the real amount of colour while L1 and `PSNRLoss` decide where it goes. No
+  discriminator: on CIFAR-10 it matches the truth's colourfulness at a smaller loss of PSNR than the GAN (README,
+  Results). The name is the recipe's history: its semantic term is opt-in since it measured no gain on two seeds
+  (README, ablation).
 """
 from fastai.callback.progress import CSVLogger
 
@@ -20,7 +21,7 @@ SEMANTIC_WEIGHT = 0.05      # SemanticLoss's weight when a classifier is given (
 COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, Case 1)
 PHOTO_COLOURFULNESS_WEIGHT = 0.5    # on 96-160 px photos: the same colour amount, +0.5 dB, a third fewer blotches
 PSNR_WEIGHT = 0.2           # the colour phase's PSNRLoss, screened with COLOURFULNESS_WEIGHT (README, Case 1)
-FEATURE_WEIGHT = 0.3        # FeatureLoss's weight when a feature_net is given (CIFAR-10 ResNet-20: README, step 12)
+FEATURE_WEIGHT = 0.3        # FeatureLoss's, when a feature_net is given (set from the gradient scale: README, step 12)
 
 
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
