@@ -55,7 +55,8 @@ def main(argv=None):
     t0 = time.time()
     train_semantic_colour(learn, 0, 1, colour_lr=a.lr, colourfulness_weight=0 if a.per_image else a.cf,
                           psnr_weight=a.psnr, colour_cbs=per_image,        # the recipe's colour phase alone
-                          feature_net=encoder_classifier('mobilenet_v2', True, a.weights), feature_weight=a.feature)
+                          feature_net=encoder_classifier('mobilenet_v2', True, a.weights) if a.feature else None,
+                          feature_weight=a.feature)
     res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn),
                valid=score_predictions(dls.valid, ex._predict_with(learn), metrics()))
     ex.save_json(out / f'{a.name}.json', res)

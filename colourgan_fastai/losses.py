@@ -34,7 +34,7 @@ from fastai.callback.hook import hook_outputs
 from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
-__all__ = ['LossTerm', 'SemanticLoss', 'FeatureLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl',
+__all__ = ['LossTerm', 'FrozenNetTerm', 'SemanticLoss', 'FeatureLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl',
            'feature_distance', 'colourfulness_gap', 'log_mse']
 
 
@@ -66,17 +66,40 @@ class LossTerm(Callback):
 def _plain(t): return t.as_subclass(torch.Tensor) if type(t) is not torch.Tensor else t
 
 
+def _net_input(stats, L_):
+    """A function (L, ab) -> the decoded RGB normalised by `stats` = (mean, std), as a pretrained RGB network expects
+    it, on `L_`'s device."""
+    m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
+    return lambda L_, ab: (decode_lab(_plain(L_), _plain(ab)) - m) / s
+
+
 def semantic_kl(clf, stats, L_, pred, target, temperature=1.):
     """KL(p_true || p_pred) of a classifier's softmax on the true colours and on the predicted ones, mean over the
     batch. `stats`: (mean, std) of the RGB normalisation the classifier expects. 0 when pred == target."""
-    m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
-    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
-    with torch.no_grad(): p_true = F.log_softmax(clf((decode_lab(L_, target) - m) / s).float() / temperature, 1)
-    p_pred = F.log_softmax(clf((decode_lab(L_, pred) - m) / s).float() / temperature, 1)
+    rgb = _net_input(stats, L_)
+    with torch.no_grad(): p_true = F.log_softmax(clf(rgb(L_, target)).float() / temperature, 1)
+    p_pred = F.log_softmax(clf(rgb(L_, pred)).float() / temperature, 1)
     return F.kl_div(p_pred, p_true, reduction='batchmean', log_target=True)
 
 
-class SemanticLoss(LossTerm):
+class FrozenNetTerm(LossTerm):
+    """Base class of the terms computed through a pretrained RGB network: keeps a copy of `net` in eval mode, its
+    parameters never trained, on G's device; `stats`: its input normalisation (default: its `stats` attribute, as
+    `resnet20_cifar` sets, else ImageNet's)."""
+    def __init__(self, net, weight=1., stats=None):
+        super().__init__(weight)
+        if not isinstance(net, nn.Module): raise TypeError(f"{type(self).__name__}: the network must be an nn.Module")
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        from .encoders import IMAGENET_STATS
+        self.stats = stats or getattr(net, 'stats', IMAGENET_STATS)
+
+    def before_fit(self):
+        super().before_fit()
+        p = next(get_model(self.learn.model).parameters())
+        self.net.to(p.device).eval()
+
+
+class SemanticLoss(FrozenNetTerm):
     """`weight` * KL(classifier's softmax on the true colours || on the predicted colours): colours that keep what
     the image *is* (Zhang et al.'s semantic test, turned into a loss). `classifier`: a frozen RGB classifier (a copy
     is kept, in eval mode, its parameters never trained); `stats`: its input normalisation (default: the
@@ -85,32 +108,25 @@ class SemanticLoss(LossTerm):
     name = 'loss_semantic'
 
     def __init__(self, classifier, weight=0.05, stats=None, temperature=1.):
-        super().__init__(weight)
-        if not isinstance(classifier, nn.Module): raise TypeError("classifier must be an nn.Module")
-        self.clf = copy.deepcopy(classifier).eval().requires_grad_(False)
-        from .encoders import IMAGENET_STATS
-        self.stats = stats or getattr(classifier, 'stats', IMAGENET_STATS)
+        super().__init__(classifier, weight, stats)
         self.temperature = temperature
 
-    def before_fit(self):
-        super().before_fit()
-        p = next(get_model(self.learn.model).parameters())
-        self.clf.to(p.device).eval()
+    @property
+    def clf(self): return self.net
 
-    def term(self, L_, pred, target): return semantic_kl(self.clf, self.stats, L_, pred, target, self.temperature)
+    def term(self, L_, pred, target): return semantic_kl(self.net, self.stats, L_, pred, target, self.temperature)
 
 
 def feature_distance(net, stats, layers, L_, pred, target):
     """Mean over `layers` (modules of `net`) of mean|f(pred) - f(true)| / mean|f(true)|, where f is the layer's
     activation when `net` sees the decoded RGB, normalised by `stats` = (mean, std). 0 when pred == target; the
     true pass runs without gradients."""
-    m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in stats)
-    L_, pred, target = _plain(L_), _plain(pred), _plain(target)
+    rgb = _net_input(stats, L_)
     with hook_outputs(layers, detach=False) as h:
         with torch.no_grad():
-            net((decode_lab(L_, target) - m) / s)
+            net(rgb(L_, target))
             true = [o.detach().float() for o in h.stored]
-        net((decode_lab(L_, pred) - m) / s)
+        net(rgb(L_, pred))
         return sum((o.float() - t).abs().mean() / t.abs().mean().clamp_min(1e-6)
                    for o, t in zip(h.stored, true)) / len(true)
 
@@ -123,7 +139,7 @@ def _default_layers(net):
     raise ValueError(f"FeatureLoss: name the layers of {type(net).__name__} to compare (layers=[...])")
 
 
-class FeatureLoss(LossTerm):
+class FeatureLoss(FrozenNetTerm):
     """`weight` * `feature_distance`: a perceptual loss through a frozen network (a copy is kept, in eval mode,
     never trained), e.g. the encoder's own pretrained ResNet-20. `layers`: names of its modules (default: layer1-3
     of a ResNet, the ends of MobileNetV2's stride-4, 8 and 16 stages); `stats`: its input normalisation (default:
@@ -134,22 +150,13 @@ class FeatureLoss(LossTerm):
     name = 'loss_feat'
 
     def __init__(self, net, weight=0.3, layers=None, stats=None):
-        super().__init__(weight)
-        if not isinstance(net, nn.Module): raise TypeError("net must be an nn.Module")
-        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        super().__init__(net, weight, stats)
         mods = dict(self.net.named_modules())
         if layers is None: self.layers = _default_layers(self.net)
         else:
             missing = [n for n in layers if n not in mods]
             if missing or not layers: raise ValueError(f"FeatureLoss: {type(net).__name__} has no layers {missing}")
             self.layers = [mods[n] for n in layers]
-        from .encoders import IMAGENET_STATS
-        self.stats = stats or getattr(net, 'stats', IMAGENET_STATS)
-
-    def before_fit(self):
-        super().before_fit()
-        p = next(get_model(self.learn.model).parameters())
-        self.net.to(p.device).eval()
 
     def term(self, L_, pred, target): return feature_distance(self.net, self.stats, self.layers, L_, pred, target)
 

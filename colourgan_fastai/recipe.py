@@ -57,17 +57,17 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for
     phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2 (e.g. another colour term: pass a `LossTerm`
     in both to use it throughout). Returns the recipe's own loss terms."""
-    sem = [SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []
-    sem += [FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else []
-    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + sem + ([WeightEMA()] if ema else []) +
+    net_terms = ([SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []) + \
+                ([FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else [])
+    if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
     cf = ([ColourfulnessLoss(colourfulness_weight)] if colourfulness_weight else []) + \
          ([PSNRLoss(psnr_weight)] if psnr_weight else [])
     if colour_epochs:
-        learn.fit_one_cycle(colour_epochs, colour_lr, cbs=sem + cf + list(colour_cbs) + ([WeightEMA()] if ema else []) +
+        learn.fit_one_cycle(colour_epochs, colour_lr, cbs=net_terms + cf + list(colour_cbs) + ([WeightEMA()] if ema else []) +
                             _logs(csv_logs, 'colour'))
-    return sem + cf
+    return net_terms + cf
 
 
 RECIPES = {'semantic': train_semantic_colour, 'seed': train_l1_then_gan}

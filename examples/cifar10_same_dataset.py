@@ -116,10 +116,11 @@ def run_recipe(recipe, a, out):
             if len(log) != E: raise SystemExit(f"{src} ran {len(log)} phase-1 epochs, not --sem-epochs {E}")
             earlier = sum(int(m) * 60 + int(s) for m, s in (t.split(':') for t in log['time']))
             if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
-        train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=resnet20_cifar(a.weights),
+        own = resnet20_cifar(a.weights)                  # the encoder's own network: FeatureLoss, SemanticLoss
+        train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=own,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
-                              feature_net=resnet20_cifar(a.weights), feature_weight=a.feature_weight)
+                              feature_net=own, feature_weight=a.feature_weight)
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
