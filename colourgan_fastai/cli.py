@@ -170,9 +170,9 @@ def cmd_colourize(a):
     out = Path(a.output)
     if out.exists() and not out.is_dir(): raise NotADirectoryError(f"the output {out} is an existing file, not a folder")
     device = _device(a.device)
-    jobs = []
+    jobs, not_images = [], []
     for src in map(Path, a.inputs):
-        jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format)
+        jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format, not_images)
     from .inference import plan_outputs
     plan_outputs(jobs, a.overwrite)                 # every clash and unwritable folder, before the model loads
     learn = load_colourizer(a.model, cpu=device.type == 'cpu')
@@ -180,6 +180,9 @@ def cmd_colourize(a):
     res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite)
     print(f"colourised {len(res['written'])} image(s) into {out}; {len(res['skipped'])} existed already "
           f"(--overwrite to redo), {len(res['failed'])} could not be read")
+    if not_images:
+        print(f"left alone {len(not_images)} file(s) that are not images: " +
+              ', '.join(map(str, not_images[:5])) + (', ...' if len(not_images) > 5 else ''))
     return EXIT_SOME_FAILED if res['failed'] else 0
 
 

@@ -17,16 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from fastai.data.transforms import get_files, image_extensions
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
-from .data import find_images
 from .images import image_array, array_scale, to_unit_float, n_frames, image_frames
 from .lab import rgb_to_lab, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colourizer
 
 __all__ = ['colourize', 'colourize_folder', 'colourize_files', 'colourize_many', 'load_colourizer', 'load_colouriser',
-           'export_onnx', 'GreyImage', 'plan_outputs', 'folder_jobs', 'output_name']
+           'export_onnx', 'GreyImage', 'plan_outputs', 'folder_jobs', 'folder_images', 'output_name']
 
 STRIP_PIXELS = 2 ** 21          # full-resolution work in strips of about 2 M pixels
 
@@ -318,16 +318,42 @@ def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, displ
     return res
 
 
-def folder_jobs(src, dst, fmt='auto'):
-    """[(input, output), ...] for a file or a folder of images: a folder's images keep their paths relative to it;
-    images already under `dst` (our own earlier outputs) are not inputs."""
+_IMAGE_EXTS = {e.lower() for e in image_extensions}
+
+
+def _opens_as_image(f) -> bool:
+    "Whether Pillow recognises `f` as an image from its header."
+    try:
+        with Image.open(f): return True
+    except Exception: return False
+
+
+def folder_images(src):
+    """(images, others): the files under folder `src`, recursively and sorted, hidden files and folders excluded as
+    fastai's `get_files` does. Images are the files with an image extension plus every other file Pillow can open,
+    so a photo with no extension or an unusual one (`.mpo`, `.tga`, a scanner's `scan0001`) is not passed over;
+    `others` are the files that are not images, which the caller reports rather than drops silently."""
+    imgs, others = [], []
+    for f in sorted(get_files(src, recurse=True)):
+        (imgs if f.suffix.lower() in _IMAGE_EXTS or _opens_as_image(f) else others).append(f)
+    return imgs, others
+
+
+def folder_jobs(src, dst, fmt='auto', not_images=None):
+    """[(input, output), ...] for a file or a folder of images (`folder_images`): a folder's images keep their paths
+    relative to it; images already under `dst` (our own earlier outputs) are not inputs. Files that are not images
+    are appended to the list `not_images` when one is given."""
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
     if src.is_file(): return [(src, dst / output_name(src, fmt))]
     if dst == src: raise ValueError(f"the output folder {dst} is the input folder: it would overwrite the inputs")
-    files = [f.resolve() for f in find_images(src)]
-    files = [f for f in files if dst not in f.parents]
-    if not files: raise ValueError(f"no images to colourise in {src}")
+    files, others = folder_images(src)
+    files = [f for f in map(Path.resolve, files) if dst not in f.parents]
+    others = [f for f in map(Path.resolve, others) if dst not in f.parents]
+    if not_images is not None: not_images += others
+    if not files:
+        raise ValueError(f"no image files to colourise in {src}" +
+                         (f" ({len(others)} other file(s), none of them an image)" if others else ''))
     return [(f, dst / f.relative_to(src).parent / output_name(f, fmt)) for f in files]
 
 
@@ -337,8 +363,11 @@ def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, 
     paths. Never writes an input, whatever `overwrite` says; refuses up front when two inputs would write one
     output; skips outputs that exist unless `overwrite`; colourises every frame of animated GIFs and multi-page
     TIFFs; writes lossless formats by default (`fmt`, see `output_name`), each file atomically and with the
-    umask's permissions. See `colourize_files` for the result."""
-    return colourize_files(learn, folder_jobs(src, dst, fmt), render_size, bs, overwrite, display, max_pixels)
+    umask's permissions. Files Pillow cannot open and whose extension is not an image's are left alone and listed
+    under 'not_images'; see `colourize_files` for the rest of the result."""
+    not_images = []
+    res = colourize_files(learn, folder_jobs(src, dst, fmt, not_images), render_size, bs, overwrite, display, max_pixels)
+    return {**res, 'not_images': not_images}
 
 
 def export_onnx(learn, path, opset=17):

@@ -54,6 +54,27 @@ def test_two_inputs_with_one_output_name_are_refused_up_front(model_file, tmp_pa
     assert not (tmp_path / 'o').exists()
 
 
+def test_photos_with_no_or_unusual_extensions_are_colourised_and_other_files_reported(model_file, learn, tmp_path,
+                                                                                    capsys):
+    "A scanner's `scan0001` (no extension) and a `.tga` are photos too; a README beside them is named, not dropped."
+    src = tmp_path / 'in'
+    _save(src / 'a.png'); _save(src / 'sub' / 'pic.tga', i=1)
+    Image.fromarray(_grey(2)).save(src / 'scan0001', format='JPEG')
+    (src / 'notes.txt').write_text('not a photo'); (src / 'sub' / 'data.bin').write_bytes(b'\x00' * 64)
+    res = colourize_folder(learn, src, tmp_path / 'out', display=False)
+    assert sorted(p.relative_to(tmp_path / 'out').as_posix() for p in res['written']) == \
+        ['a.png', 'scan0001.png', 'sub/pic.png']
+    assert Image.open(tmp_path / 'out' / 'scan0001.png').size == (50, 40) and not res['failed']
+    assert sorted(p.name for p in res['not_images']) == ['data.bin', 'notes.txt']
+    # the command line says so too
+    assert _cli(src, '-o', tmp_path / 'cli', model=model_file) == 0
+    out = capsys.readouterr().out
+    assert 'colourised 3 image(s)' in out and 'left alone 2 file(s) that are not images' in out and 'notes.txt' in out
+    # a folder holding no image at all is an error that says what it did find
+    only_text = tmp_path / 'docs'; only_text.mkdir(); (only_text / 'r.txt').write_text('x')
+    with pytest.raises(ValueError, match=r'no image files.*1 other file'): colourize_folder(learn, only_text, tmp_path / 'o')
+
+
 def test_lossy_inputs_are_written_losslessly_so_lightness_is_kept(learn, tmp_path):
     src = _save(tmp_path / 'in' / 'p.jpg', skimage.data.coffee()[:64, :96])
     res = colourize_folder(learn, src, tmp_path / 'out', display=False)
