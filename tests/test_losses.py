@@ -37,6 +37,21 @@ def test_feature_distance_is_zero_on_the_truth_grows_with_the_error_and_sends_gr
     assert not net.layer1._forward_hooks                         # its hooks are removed again
 
 
+def _fit_checking_the_loss(learn, term_cb, term_fn, weight):
+    """Fit one epoch with `term_cb`; on every training batch, check that the loss G trains on is exactly
+    L1 + weight * term_fn(L, pred, target), computed here independently."""
+    checks = []
+    class Spy(Callback):
+        order = 90                                             # after the loss terms (25)
+        def after_loss(self):
+            if not self.training: return
+            L_, pred, targ = self.learn.xb[0], self.learn.pred, self.learn.yb[0]
+            expected = (pred - targ).abs().mean() + weight * term_fn(L_, pred, targ)
+            checks.append((self.learn.loss_grad.item(), expected.item()))
+    learn.fit(1, 1e-3, cbs=[term_cb, Spy()])
+    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+
+
 def _outputs(net, layers):
     from fastai.callback.hook import hook_outputs
     with hook_outputs(layers) as h:
@@ -48,17 +63,7 @@ def test_feature_loss_trains_G_only_adds_its_weighted_term_and_checks_its_layers
     feat = FeatureLoss(resnet20_cifar(), weight=0.3, layers=['layer2', 'layer3'])
     assert feat.layers == [feat.net.layer2, feat.net.layer3]
     before = [p.clone() for p in feat.net.parameters()]
-    checks = []
-    class Spy(Callback):
-        order = 90
-        def after_loss(self):
-            if not self.training: return
-            l1 = (self.learn.pred - self.learn.yb[0]).abs().mean()
-            term = feature_distance(feat.net, feat.stats, feat.layers, self.learn.xb[0], self.learn.pred,
-                                    self.learn.yb[0])
-            checks.append((self.learn.loss_grad.item(), (l1 + 0.3 * term).item()))
-    tiny_learn.fit(1, 1e-3, cbs=[feat, Spy()])
-    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    _fit_checking_the_loss(tiny_learn, feat, lambda *b: feature_distance(feat.net, feat.stats, feat.layers, *b), 0.3)
     assert all(torch.equal(a, b) for a, b in zip(before, feat.net.parameters()))        # never trained
     assert all(p.grad is None for p in feat.net.parameters()) and not feat.net.training
     assert dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))['loss_feat'] > 0
@@ -97,16 +102,7 @@ def test_semantic_loss_trains_G_only_adds_its_weighted_term_and_shows_a_column(t
     clf = resnet20_cifar()
     sem = SemanticLoss(clf, weight=0.5)
     before = [p.clone() for p in sem.clf.parameters()]
-    checks = []
-    class Spy(Callback):
-        order = 90                                             # after SemanticLoss (25)
-        def after_loss(self):
-            if not self.training: return
-            l1 = (self.learn.pred - self.learn.yb[0]).abs().mean()
-            term = semantic_kl(sem.clf, clf.stats, self.learn.xb[0], self.learn.pred, self.learn.yb[0])
-            checks.append((self.learn.loss_grad.item(), (l1 + 0.5 * term).item()))
-    tiny_learn.fit(1, 1e-3, cbs=[sem, Spy()])
-    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    _fit_checking_the_loss(tiny_learn, sem, lambda *b: semantic_kl(sem.clf, clf.stats, *b), 0.5)
     assert all(torch.equal(a, b) for a, b in zip(before, sem.clf.parameters()))        # never trained
     assert all(p.grad is None for p in sem.clf.parameters()) and not sem.clf.training
     names = tiny_learn.recorder.metric_names[1:-1]
@@ -177,7 +173,8 @@ def test_rebalanced_l1_weighs_an_error_on_a_rare_colour_more_by_zhangs_formula()
     grey = torch.zeros(9, 2, 4, 4)
     red = torch.zeros(1, 2, 4, 4); red[:, 0], red[:, 1] = 0.6, 0.4            # a = 66, b = 44: 10 % of the pixels
     prior = ab_prior([grey, red])
-    assert prior.sum().item() == pytest.approx(1) and (prior > 0).sum() == 2 and prior.max().item() == pytest.approx(0.9)
+    assert prior.sum().item() == pytest.approx(1) and (prior > 0).sum() == 2
+    assert prior.max().item() == pytest.approx(0.9)
     w = rebalancing_weights(prior, mix=0.5)
     assert (prior * w).sum().item() == pytest.approx(1)                       # L1's size on the training colours
     err = 0.1
@@ -192,16 +189,7 @@ def test_rebalanced_l1_weighs_an_error_on_a_rare_colour_more_by_zhangs_formula()
 
 def test_rebalanced_l1_measures_its_prior_on_the_training_batches_and_adds_its_weighted_term(tiny_learn):
     reb = RebalancedL1(weight=0.5, n_batches=3)
-    checks = []
-    class Spy(Callback):
-        order = 90
-        def after_loss(self):
-            if not self.training: return
-            l1 = (self.learn.pred - self.learn.yb[0]).abs().mean()
-            term = rebalanced_l1(self.learn.pred, self.learn.yb[0], reb.weights)
-            checks.append((self.learn.loss_grad.item(), (l1 + 0.5 * term).item()))
-    tiny_learn.fit(1, 1e-3, cbs=[reb, Spy()])
-    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    _fit_checking_the_loss(tiny_learn, reb, lambda L_, pred, targ: rebalanced_l1(pred, targ, reb.weights), 0.5)
     assert reb.prior.shape == (21 * 21,) and reb.prior.sum().item() == pytest.approx(1)
     assert (reb.prior > 0).sum() > 10 and reb.prior.max() < 0.5                 # photos: many colours, none alone
     assert dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))['loss_rebal'] > 0
