@@ -6,7 +6,6 @@ and choose here, so read it as a comparison of settings, not a held-out test.
     python bench/photo_colour_screen.py --name batch05 --cf 0.5 --init runs/encoder_transfer_w/imagenet_s42/phase1.pth
     python bench/photo_colour_screen.py --name image05 --cf 0.5 --per-image --init ...
     python bench/photo_colour_screen.py --name feat03 --feature 0.3 --init ...        # + FeatureLoss
-    python bench/photo_colour_screen.py --name rebal1 --rebalance 1 --init ...        # + RebalancedL1
 """
 import argparse
 import json
@@ -30,8 +29,6 @@ def parser():
     p.add_argument('--per-image', action='store_true', help="each image's own colourfulness gap, not the batch mean's")
     p.add_argument('--psnr', type=float, default=PSNR_WEIGHT, help='PSNRLoss weight')
     p.add_argument('--feature', type=float, default=0., help="FeatureLoss weight through the encoder's own MobileNetV2")
-    p.add_argument('--rebalance', type=float, default=0., help='RebalancedL1 weight (rare colours weigh more)')
-    p.add_argument('--mix', type=float, default=0.5, help="RebalancedL1's mix with the uniform (Zhang's 0.5)")
     p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--size', type=int, default=96)
     p.add_argument('--n-train', type=int); p.add_argument('--n-valid', type=int)
     p.add_argument('--bs', type=int, default=32)
@@ -47,18 +44,17 @@ def main(argv=None):
     from colour_phase_screen import per_image_cf_loss, loss_columns
     from encoder_transfer import metrics                      # Case 2's columns: colour_metrics + SpuriousColour
     from colourgan_fastai import (imagenette_dls, colour_learner, score_predictions, train_semantic_colour,
-                                  encoder_classifier, RebalancedL1)
+                                  encoder_classifier)
     set_seed(a.seed)
     dls = imagenette_dls(a.data, n_train=a.n_train, size=a.size, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
     learn = colour_learner(dls, arch='mobilenet_v2', weights=a.weights, metrics=metrics())
     out = Path(a.out).absolute(); out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out, '.'
     learn.load(Path(a.init).absolute().with_suffix(''), with_opt=False)
-    extra = [per_image_cf_loss(a.cf)] if a.per_image and a.cf else []
-    if a.rebalance: extra.append(RebalancedL1(a.rebalance, a.mix))
+    per_image = [per_image_cf_loss(a.cf)] if a.per_image and a.cf else []
     t0 = time.time()
     train_semantic_colour(learn, 0, 1, colour_lr=a.lr, colourfulness_weight=0 if a.per_image else a.cf,
-                          psnr_weight=a.psnr, colour_cbs=extra,        # the recipe's colour phase alone
+                          psnr_weight=a.psnr, colour_cbs=per_image,        # the recipe's colour phase alone
                           feature_net=encoder_classifier('mobilenet_v2', True, a.weights) if a.feature else None,
                           feature_weight=a.feature)
     res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn),

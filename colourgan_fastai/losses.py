@@ -16,10 +16,6 @@ Each callback adds a term to `learn.loss_grad` on training batches only (validat
 - `FeatureLoss(net, weight, layers)`: a perceptual loss (DeOldify's NoGAN pretrains G on one): the L1 distance
   between a frozen network's activations on the predicted and on the true colours, at a few layers, each relative
   to the mean size of the true activations. Gradients reach G only.
-- `RebalancedL1(weight, mix)`: Zhang et al. 2016's class rebalancing, applied to L1 regression: each pixel's
-  chroma error weighs 1 / ((1 - mix) p + mix / Q), where p is how often its true colour (a cell of the ab plane,
-  10.5 units a side) occurs in the training data and Q the number of cells that occur. L1 regresses towards the
-  common colours (browns, greens, sky blue); this term makes an error on a rare colour (a red parachute) cost more.
 - `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
   validation and at the end of training.
 
@@ -27,7 +23,6 @@ They run after `GANColourizer` (order 20), so under a GAN they add to BCE + lamb
 lambda.
 """
 import copy
-from itertools import islice
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +35,7 @@ from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
 __all__ = ['LossTerm', 'FrozenNetTerm', 'SemanticLoss', 'FeatureLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl',
-           'feature_distance', 'colourfulness_gap', 'log_mse', 'RebalancedL1', 'ab_prior',
-           'rebalancing_weights', 'rebalanced_l1']
+           'feature_distance', 'colourfulness_gap', 'log_mse']
 
 
 class LossTerm(Callback):
@@ -200,58 +194,6 @@ class PSNRLoss(LossTerm):
         self.eps = eps
 
     def term(self, L_, pred, target): return log_mse(L_, pred, target, self.eps)
-
-
-def _ab_cell(ab, bins):
-    "The index of each pixel's cell on a `bins` x `bins` grid over the ab plane ([-1, 1]^2 in ab/110 units): N x H x W."
-    i = ((_plain(ab).detach().clamp(-1, 1 - 1e-6) + 1) / 2 * bins).long()
-    return i[:, 0] * bins + i[:, 1]
-
-
-def ab_prior(targets, bins=21) -> torch.Tensor:
-    """How often each cell of a `bins` x `bins` grid over the ab plane holds a true pixel: a distribution (sums to 1)
-    from an iterable of ab batches (N x 2 x H x W, ab/110). 21 cells a side: about Zhang et al.'s 10 ab units,
-    with grey at the centre of one."""
-    h = torch.zeros(bins * bins, dtype=torch.float64)
-    for ab in targets: h += torch.bincount(_ab_cell(ab, bins).flatten().cpu(), minlength=bins * bins).double()
-    if h.sum() == 0: raise ValueError("ab_prior: no pixels")
-    return (h / h.sum()).float()
-
-
-def rebalancing_weights(prior, mix=0.5) -> torch.Tensor:
-    """Zhang et al.'s rebalancing weight of each ab cell: 1 / ((1 - mix) p + mix / Q), Q the number of cells that
-    occur, scaled so that the expected weight of a true pixel is 1 (the term then has L1's size). mix = 1 is plain
-    L1; mix = 0 weighs each colour by 1 / its frequency. Rare colours weigh more."""
-    if not 0 < mix <= 1: raise ValueError(f"mix must be in (0, 1], got {mix}")
-    q = (prior > 0).sum().clamp_min(1)
-    w = 1 / ((1 - mix) * prior + mix / q)
-    return w / (prior * w).sum()
-
-
-def rebalanced_l1(pred, target, weights, bins=21):
-    "Mean of |pred - target| over pixels and both chroma channels, each pixel weighted by its true colour's cell."
-    w = weights.to(target.device)[_ab_cell(target, bins)].unsqueeze(1)
-    return (w * (_plain(pred) - _plain(target)).abs()).mean()
-
-
-class RebalancedL1(LossTerm):
-    """`weight` * `rebalanced_l1`: an L1 in which an error on a rare colour costs more (see module doc). `prior`: the
-    ab distribution (`ab_prior`), by default measured at the start of `fit` on `n_batches` training batches."""
-    name = 'loss_rebal'
-
-    def __init__(self, weight=1., mix=0.5, bins=21, n_batches=50, prior=None):
-        super().__init__(weight)
-        rebalancing_weights(torch.ones(1), mix)                        # checks mix
-        self.mix, self.bins, self.n_batches, self.prior = mix, bins, n_batches, prior
-        self.weights = None if prior is None else rebalancing_weights(prior, mix)
-
-    def before_fit(self):
-        super().before_fit()
-        if self.prior is None:
-            self.prior = ab_prior((b[1] for b in islice(self.dls.train, self.n_batches)), self.bins)
-            self.weights = rebalancing_weights(self.prior, self.mix)
-
-    def term(self, L_, pred, target): return rebalanced_l1(pred, target, self.weights, self.bins)
 
 
 class WeightEMA(Callback):

@@ -64,7 +64,7 @@ def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
     assert seed_run.stat().st_mtime_ns == stamp and again['rows'] == r['rows']
 
 
-def test_photo_colour_screen_trains_a_per_image_rebalanced_variant_from_a_phase1_model(shared, tmp_path):
+def test_photo_colour_screen_trains_a_per_image_variant_from_a_phase1_model(shared, tmp_path):
     "bench/photo_colour_screen.py: one colour epoch from a saved MobileNetV2 phase 1; scores, blotches, an export."
     import runpy
     from colourgan_fastai import imagenette_dls, colour_learner
@@ -75,8 +75,8 @@ def test_photo_colour_screen_trains_a_per_image_rebalanced_variant_from_a_phase1
     learn.save('p1')
     mod = runpy.run_path(str(BENCH.parent / 'photo_colour_screen.py'), run_name='x')
     r = mod['main'](['--data', str(shared / 'data'), '--weights', w, '--init', str(tmp_path / 'p1.pth'), '--name', 'v',
-                     '--per-image', '--rebalance', '1', '--n-train', '32', '--n-valid', '16', '--size', '32', '--bs', '16',
+                     '--per-image', '--n-train', '32', '--n-valid', '16', '--size', '32', '--bs', '16',
                      '--out', str(tmp_path / 'screen')])
     assert r['valid']['l1'] > 0 and 0 <= r['valid']['spurious_colour'] <= 1 and r['args']['per_image']
-    assert r['terms'] == ['loss_cf_per_image', 'loss_psnr', 'loss_rebal']   # the per-image gap, not the batch's
+    assert r['terms'] == ['loss_cf_per_image', 'loss_psnr']                 # the per-image gap, not the batch's
     assert (tmp_path / 'screen' / 'v.json').exists() and (tmp_path / 'screen' / 'v.pkl').exists()

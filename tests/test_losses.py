@@ -5,8 +5,7 @@ from fastai.callback.core import Callback
 
 from colourgan_fastai import (SemanticLoss, ColourfulnessLoss, WeightEMA, semantic_kl, colourfulness_gap,
                               resnet20_cifar, GANColourizer, encode_lab, decode_lab, PSNRLoss, log_mse, psnr,
-                              FeatureLoss, feature_distance, RebalancedL1, ab_prior, rebalancing_weights,
-                              rebalanced_l1)
+                              FeatureLoss, feature_distance)
 
 
 def _batch(n=4, s=16, seed=0):
@@ -167,29 +166,3 @@ def test_the_default_recipe_runs_extra_callbacks_in_the_phase_they_are_given_for
     train_semantic_colour(tiny_learn, 1, 1, phase1_cbs=[Tag('phase1')], colour_cbs=[Tag('colour')])
     assert [t for t, _ in seen] == ['phase1', 'colour']
     assert 'ColourfulnessLoss' not in seen[0][1] and {'ColourfulnessLoss', 'PSNRLoss'} <= seen[1][1]
-
-
-def test_rebalanced_l1_weighs_an_error_on_a_rare_colour_more_by_zhangs_formula():
-    grey = torch.zeros(9, 2, 4, 4)
-    red = torch.zeros(1, 2, 4, 4); red[:, 0], red[:, 1] = 0.6, 0.4            # a = 66, b = 44: 10 % of the pixels
-    prior = ab_prior([grey, red])
-    assert prior.sum().item() == pytest.approx(1) and (prior > 0).sum() == 2
-    assert prior.max().item() == pytest.approx(0.9)
-    w = rebalancing_weights(prior, mix=0.5)
-    assert (prior * w).sum().item() == pytest.approx(1)                       # L1's size on the training colours
-    err = 0.1
-    on_grey, on_red = (rebalanced_l1(t + err, t, w) for t in (grey[:1], red))
-    assert (on_red / on_grey).item() == pytest.approx((0.5 * 0.9 + 0.5 / 2) / (0.5 * 0.1 + 0.5 / 2))    # 2.33
-    assert rebalanced_l1(red, red, w).item() == 0
-    plain = rebalancing_weights(prior, mix=1.0)                               # mix 1: plain L1
-    x = torch.rand(3, 2, 4, 4) * 2 - 1
-    assert rebalanced_l1(x * 0.5, x, plain).item() == pytest.approx((x * 0.5 - x).abs().mean().item())
-    with pytest.raises(ValueError, match='mix'): RebalancedL1(mix=0)
-
-
-def test_rebalanced_l1_measures_its_prior_on_the_training_batches_and_adds_its_weighted_term(tiny_learn):
-    reb = RebalancedL1(weight=0.5, n_batches=3)
-    _fit_checking_the_loss(tiny_learn, reb, lambda L_, pred, targ: rebalanced_l1(pred, targ, reb.weights), 0.5)
-    assert reb.prior.shape == (21 * 21,) and reb.prior.sum().item() == pytest.approx(1)
-    assert (reb.prior > 0).sum() > 10 and reb.prior.max() < 0.5                 # photos: many colours, none alone
-    assert dict(zip(tiny_learn.recorder.metric_names[1:-1], tiny_learn.recorder.values[-1]))['loss_rebal'] > 0
