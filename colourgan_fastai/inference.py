@@ -325,6 +325,7 @@ def _opens_as_image(f) -> bool:
     "Whether Pillow recognises `f` as an image from its header."
     try:
         with Image.open(f): return True
+    except Image.DecompressionBombError: return True        # an image; colourize_files reports why it is refused
     except Exception: return False
 
 

@@ -55,7 +55,7 @@ def test_two_inputs_with_one_output_name_are_refused_up_front(model_file, tmp_pa
 
 
 def test_photos_with_no_or_unusual_extensions_are_colourised_and_other_files_reported(model_file, learn, tmp_path,
-                                                                                    capsys):
+                                                                                    capsys, monkeypatch):
     "A scanner's `scan0001` (no extension) and a `.tga` are photos too; a README beside them is named, not dropped."
     src = tmp_path / 'in'
     _save(src / 'a.png'); _save(src / 'sub' / 'pic.tga', i=1)
@@ -73,6 +73,11 @@ def test_photos_with_no_or_unusual_extensions_are_colourised_and_other_files_rep
     # a folder holding no image at all is an error that says what it did find
     only_text = tmp_path / 'docs'; only_text.mkdir(); (only_text / 'r.txt').write_text('x')
     with pytest.raises(ValueError, match=r'no image files.*1 other file'): colourize_folder(learn, only_text, tmp_path / 'o')
+    # a photo too large for Pillow's bomb check is still a photo (its refusal is reported), not one of the other files
+    from colourgan_fastai.inference import folder_images
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)                     # 50 x 40 px is now over twice the limit
+    photos, others = folder_images(src)
+    assert 'scan0001' in [f.name for f in photos] and 'scan0001' not in [f.name for f in others]
 
 
 def test_lossy_inputs_are_written_losslessly_so_lightness_is_kept(learn, tmp_path):
