@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
-                               FlipItem, get_image_files, untar_data, URLs, progress_bar, IndexSplitter,
+                               FlipItem, get_image_files, get_files, image_extensions, untar_data, URLs, progress_bar, IndexSplitter,
                                RandomSplitter)
 
 from .lab import encode_lab, decode_lab
@@ -21,7 +21,7 @@ from .images import load_rgb
 from .cache import CachedDL
 
 __all__ = ['PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
-           'sample_photos_dls', 'imagenette_dls', 'find_images', 'check_images', 'SAMPLE_PHOTOS',
+           'sample_photos_dls', 'imagenette_dls', 'find_images', 'folder_images', 'check_images', 'SAMPLE_PHOTOS',
            'dls_from_lists', 'sample_photo']
 
 class PILColour(PILImage):
@@ -155,6 +155,28 @@ def find_images(src) -> list:
     files = list(src)
     if not files: raise ValueError("the list of images is empty")
     return files
+
+
+_IMAGE_EXTS = {e.lower() for e in image_extensions}
+
+
+def _opens_as_image(f) -> bool:
+    "Whether Pillow recognises `f` as an image from its header."
+    try:
+        with Image.open(f): return True
+    except Image.DecompressionBombError: return True        # an image; colourize_files reports why it is refused
+    except Exception: return False
+
+
+def folder_images(src):
+    """(images, others): the files under folder `src`, recursively and sorted, hidden files and folders excluded as
+    fastai's `get_files` does. Images are the files with an image extension plus every other file Pillow can open,
+    so a photo with no extension or an unusual one (`.mpo`, `.tga`, a scanner's `scan0001`) is not passed over;
+    `others` are the files that are not images, which the caller reports rather than drops silently."""
+    imgs, others = [], []
+    for f in sorted(get_files(src, recurse=True)):
+        (imgs if f.suffix.lower() in _IMAGE_EXTS or _opens_as_image(f) else others).append(f)
+    return imgs, others
 
 
 def check_images(files, min_size=0, verbose=True):

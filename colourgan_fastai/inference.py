@@ -17,16 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from fastai.data.transforms import get_files, image_extensions
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
+from .data import folder_images
 from .images import image_array, array_scale, to_unit_float, n_frames, image_frames
 from .lab import rgb_to_lab, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colourizer
 
 __all__ = ['colourize', 'colourize_folder', 'colourize_files', 'colourize_many', 'load_colourizer', 'load_colouriser',
-           'export_onnx', 'GreyImage', 'plan_outputs', 'folder_jobs', 'folder_images', 'output_name']
+           'export_onnx', 'GreyImage', 'plan_outputs', 'folder_jobs', 'output_name']
 
 STRIP_PIXELS = 2 ** 21          # full-resolution work in strips of about 2 M pixels
 
@@ -316,28 +316,6 @@ def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, displ
         warnings.warn(f"could not colourise {len(res['failed'])} file(s): " +
                       '; '.join(f"{f} ({why})" for f, why in res['failed']))
     return res
-
-
-_IMAGE_EXTS = {e.lower() for e in image_extensions}
-
-
-def _opens_as_image(f) -> bool:
-    "Whether Pillow recognises `f` as an image from its header."
-    try:
-        with Image.open(f): return True
-    except Image.DecompressionBombError: return True        # an image; colourize_files reports why it is refused
-    except Exception: return False
-
-
-def folder_images(src):
-    """(images, others): the files under folder `src`, recursively and sorted, hidden files and folders excluded as
-    fastai's `get_files` does. Images are the files with an image extension plus every other file Pillow can open,
-    so a photo with no extension or an unusual one (`.mpo`, `.tga`, a scanner's `scan0001`) is not passed over;
-    `others` are the files that are not images, which the caller reports rather than drops silently."""
-    imgs, others = [], []
-    for f in sorted(get_files(src, recurse=True)):
-        (imgs if f.suffix.lower() in _IMAGE_EXTS or _opens_as_image(f) else others).append(f)
-    return imgs, others
 
 
 def folder_jobs(src, dst, fmt='auto', not_images=None):
