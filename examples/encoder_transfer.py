@@ -17,6 +17,8 @@ all 1,959 validation photos):
 with lambda = 100, as many GAN epochs as L1 epochs) in the same budget, for comparison; its runs go to
 <out>/<run>-seed_s<seed>/. `--colourfulness-weight W` sets the default recipe's colour-phase weight (the table ran
 with the CIFAR-10 value, 1.5; `colourgan train` uses 0.5 on photos); other weights go to <out>/<run>-cf<W>_s<seed>/.
+`--feature-weight W` adds Case 1's `FeatureLoss` through the encoder's *own* pretrained network in both phases
+(the CIFAR-10 recipe of step 12: 0.3); its runs go to <out>/<run>-feat<W>_s<seed>/.
 
 Each run goes to <out>/<run>_s<seed>/ (final.pkl exported with `learn.export`, metrics.json); a run whose
 metrics.json exists is loaded, not retrained, so seeds and rows can be added later. Writes
@@ -45,7 +47,7 @@ import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
                               encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
                               SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing,
-                              PatchDiscriminator, GANColourizer)
+                              PatchDiscriminator, GANColourizer, FeatureLoss)
 from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
@@ -71,6 +73,9 @@ def parser():
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help="SemanticLoss's weight through the encoder's own classifier (default 0, as the library's "
                         "recipe; the committed ResNet-20 runs used 0.05, recorded in their metrics.json)")
+    p.add_argument('--feature-weight', type=float, default=0.,
+                   help="default recipe: FeatureLoss's weight through the encoder's own pretrained network, both "
+                        "phases (default 0, as the committed table ran; Case 1's recipe uses 0.3)")
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="default recipe: ColourfulnessLoss's weight in the colour phase (default: the CIFAR-10 value "
                         "the committed table ran with; `colourgan train` uses PHOTO_COLOURFULNESS_WEIGHT on photos)")
@@ -100,23 +105,25 @@ def variant(a):
     parts = [(f'-p{a.progressive}', f", progressive {a.progressive}→{a.size} px") if a.progressive else None,
              ('-seed', ', seed recipe') if a.recipe == 'seed' else None,
              (f'-cf{a.colourfulness_weight:g}', f", colour weight {a.colourfulness_weight:g}")
-             if a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT else None]
+             if a.recipe == 'default' and a.colourfulness_weight != COLOURFULNESS_WEIGHT else None,
+             (f'-feat{a.feature_weight:g}', f", FeatureLoss {a.feature_weight:g}")
+             if a.recipe == 'default' and a.feature_weight else None]
     return ''.join(t for t, _ in filter(None, parts)), ''.join(n for _, n in filter(None, parts))
 
 
 def _classifier(a, run):
-    "The encoder's own pretrained classifier, for the semantic loss."
+    "The encoder's own pretrained classifier, for the semantic and feature losses."
     if run == 'resnet20': return resnet20_cifar(a.cifar_weights)
     return encoder_classifier(a.imagenet_arch, True, a.imagenet_weights)
 
 
-def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None, gan=False):
-    """One training epoch of the recipe (L1 + the `semantic` SemanticLoss term if not None, + the colour phase's
+def seconds_per_epoch(learn, terms=(), colour=False, n=3, train_dl=None, gan=False):
+    """One training epoch of the recipe (L1 + the network `terms`, e.g. SemanticLoss or FeatureLoss, + the colour phase's
     colourfulness and PSNR terms when `colour`, + a PatchGAN's D step and adversarial term when `gan`; Adam step,
     frozen parameters excluded) on `train_dl` (default: the Learner's) plus one validation pass, timed on a copy of
     the model from `n` batches of each."""
     model = copy.deepcopy(learn.model).train()
-    if semantic is not None: semantic.clf.to(next(model.parameters()).device)
+    for term in terms: term.net.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
     train_dl = train_dl or learn.dls.train
     L_, ab = train_dl.one_batch()
@@ -128,7 +135,7 @@ def seconds_per_epoch(learn, semantic, colour=False, n=3, train_dl=None, gan=Fal
         if i == 1: t = time.time()
         pred = model(L_)
         loss = (pred - ab).abs().mean()
-        if semantic is not None: loss = loss + semantic.weight * semantic.term(L_, pred, ab)
+        for term in terms: loss = loss + term.weight * term.term(L_, pred, ab)
         if colour: loss = loss + colourfulness_gap(L_, pred, ab) + log_mse(L_, pred, ab)
         if gan:                                          # as GANColourizer: D's step, then D's verdict in G's loss
             p_real, p_fake = D(d_in(ab)), D(d_in(pred.detach()))
@@ -163,15 +170,17 @@ def plan_epochs(budget_s, per_full, per_colour, colour_epochs, per_small=None):
 
 def train_run(a, dls, run, seed, out, small=None):
     kw, frozen, name = _setup(a, run)
-    clf = _classifier(a, run) if a.semantic_weight else None
+    fw = a.feature_weight if a.recipe == 'default' else 0.
+    net = _classifier(a, run) if a.semantic_weight or fw else None
+    clf = net if a.semantic_weight else None
     set_seed(seed)
     learn = colour_learner(dls, metrics=metrics(), **kw)
     if frozen: learn.freeze()
     w = a.semantic_weight
-    semantic = SemanticLoss(clf, w) if w else None
-    per_epoch = seconds_per_epoch(learn, semantic)
-    per_colour = seconds_per_epoch(learn, semantic, colour=a.recipe == 'default', gan=a.recipe == 'seed')
-    per_small = seconds_per_epoch(learn, semantic, train_dl=small.train) if small is not None else None
+    terms = ([SemanticLoss(clf, w)] if w else []) + ([FeatureLoss(net, fw)] if fw else [])
+    per_epoch = seconds_per_epoch(learn, terms)
+    per_colour = seconds_per_epoch(learn, terms, colour=a.recipe == 'default', gan=a.recipe == 'seed')
+    per_small = seconds_per_epoch(learn, terms, train_dl=small.train) if small is not None else None
     if a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
         Es, Ef = 0, max(1, int(a.budget_minutes * 60 // (per_epoch + per_colour)))
         G = Ef
@@ -196,13 +205,14 @@ def train_run(a, dls, run, seed, out, small=None):
         train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
         learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, GANColourizer)))
     else:
-        train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, csv_logs=True,
+        train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, feature_net=net if fw else None,
+                              feature_weight=fw, csv_logs=True,
                               colourfulness_weight=a.colourfulness_weight,
                               after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0
     learn.save('final')
     learn.export(out.absolute() / 'final.pkl')
-    res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w,
+    res = dict(name=name, seed=seed, recipe=a.recipe, epochs=[E, G], semantic_weight=w, feature_weight=fw,
                colourfulness_weight=a.colourfulness_weight if a.recipe == 'default' else None,
                small_epochs=Es, small_size=a.progressive, wall_s=wall,
                phase1=score_predictions(dls.valid, ex._predict_with(learn, phase1['state']), metrics()),

@@ -98,22 +98,28 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     assert frames == 4 and (tmp_path / 'img' / 'encoder_loss_differences.png').exists()
 
 
-def test_encoder_transfer_progressive_resizing_plan_and_run(shared, tmp_path):
-    "--progressive: the budget is split between small and full-size phase-1 epochs, and such a run trains and tabulates."
+def _encoder_transfer(shared, tmp_path, *extra):
+    """(module, rows) of examples/encoder_transfer.py run on a tiny ResNet-20 Imagenette setting at 32 px (seed 1,
+    a budget that fits one epoch per phase) with the `extra` arguments."""
     sys.path.insert(0, str(EXAMPLES))
     try:
         mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
-        plan = mod['plan_epochs']
-        assert plan(100, 10, 20, 1) == (0, 8)                  # all full size: (100 - 20) // 10
-        assert plan(100, 10, 20, 1, per_small=4) == (5, 6)     # 5 pairs of 14 s = 70, then 10 s: one more full
-        assert plan(100, 10, 20, 1, per_small=5) == (6, 5)     # 5 pairs = 75, then 5 s: one more small
-        assert plan(10, 10, 20, 1, per_small=4) == (0, 1)      # over budget: still one epoch
         rows = mod['main'](['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
-                            '--progressive', '16', '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'),
-                            '--n-train', '32', '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01',
-                            '--runs', 'resnet20', '--seeds', '1', '--images', str(tmp_path / 'img'),
-                            '--out', str(tmp_path / 'runs')])
+                            '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32',
+                            '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01', '--runs', 'resnet20',
+                            '--seeds', '1', '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs'), *extra])
     finally: sys.path.remove(str(EXAMPLES))
+    return mod, rows
+
+
+def test_encoder_transfer_progressive_resizing_plan_and_run(shared, tmp_path):
+    "--progressive: the budget is split between small and full-size phase-1 epochs, and such a run trains and tabulates."
+    mod, rows = _encoder_transfer(shared, tmp_path, '--progressive', '16')
+    plan = mod['plan_epochs']
+    assert plan(100, 10, 20, 1) == (0, 8)                  # all full size: (100 - 20) // 10
+    assert plan(100, 10, 20, 1, per_small=4) == (5, 6)     # 5 pairs of 14 s = 70, then 10 s: one more full
+    assert plan(100, 10, 20, 1, per_small=5) == (6, 5)     # 5 pairs = 75, then 5 s: one more small
+    assert plan(10, 10, 20, 1, per_small=4) == (0, 1)      # over budget: still one epoch
     res = json.loads((tmp_path / 'runs/resnet20-p16_s1/metrics.json').read_text())
     assert res['small_size'] == 16 and 'progressive 16→32 px' in res['name']
     assert any('progressive 16→32 px' in k for k in rows)
@@ -121,16 +127,8 @@ def test_encoder_transfer_progressive_resizing_plan_and_run(shared, tmp_path):
 
 def test_encoder_transfer_seed_recipe_in_the_same_budget(shared, tmp_path):
     "--recipe seed: L1 then the PatchGAN, equal epochs fitted to the budget; its own run folder; G exported alone."
-    sys.path.insert(0, str(EXAMPLES))
-    args = ['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
-            '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32', '--n-valid', '16',
-            '--bs', '16', '--budget-minutes', '0.01', '--runs', 'resnet20', '--seeds', '1', '--recipe', 'seed',
-            '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')]
-    try:
-        mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
-        with pytest.raises(SystemExit): mod['main'](args + ['--progressive', '16'])
-        rows = mod['main'](args)
-    finally: sys.path.remove(str(EXAMPLES))
+    with pytest.raises(SystemExit): _encoder_transfer(shared, tmp_path, '--recipe', 'seed', '--progressive', '16')
+    _, rows = _encoder_transfer(shared, tmp_path, '--recipe', 'seed')
     res = json.loads((tmp_path / 'runs/resnet20-seed_s1/metrics.json').read_text())
     assert res['recipe'] == 'seed' and res['epochs'] == [1, 1] and 'seed recipe' in res['name']
     assert 'ResNet-20 (CIFAR-10), seed recipe, seed 1: 1 + 1 epochs' in rows
@@ -144,16 +142,19 @@ def test_encoder_transfer_seed_recipe_in_the_same_budget(shared, tmp_path):
 
 def test_encoder_transfer_colourfulness_weight_reaches_the_colour_phase(shared, tmp_path):
     "--colourfulness-weight W: the colour phase runs with it (0 leaves the term out), in a run folder of its own."
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
-        mod['main'](['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',
-                     '--cifar-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32',
-                     '--n-valid', '16', '--bs', '16', '--budget-minutes', '0.01', '--runs', 'resnet20', '--seeds', '1',
-                     '--colourfulness-weight', '0', '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
-    finally: sys.path.remove(str(EXAMPLES))
+    _encoder_transfer(shared, tmp_path, '--colourfulness-weight', '0')
     run = tmp_path / 'runs/resnet20-cf0_s1'
     res = json.loads((run / 'metrics.json').read_text())
     assert res['colourfulness_weight'] == 0 and 'colour weight 0' in res['name']
     header = (run / 'colour_log.csv').read_text().splitlines()[0]
     assert 'loss_psnr' in header and 'loss_cf' not in header     # the colour phase ran, without ColourfulnessLoss
+
+
+def test_encoder_transfer_feature_weight_adds_feature_loss_in_both_phases(shared, tmp_path):
+    "--feature-weight W: FeatureLoss through the encoder's own network runs in phase 1 and the colour phase."
+    _encoder_transfer(shared, tmp_path, '--feature-weight', '0.3')
+    run = tmp_path / 'runs/resnet20-feat0.3_s1'
+    res = json.loads((run / 'metrics.json').read_text())
+    assert res['feature_weight'] == 0.3 and 'FeatureLoss 0.3' in res['name']
+    for log in ('unet_log.csv', 'colour_log.csv'):
+        assert 'loss_feat' in (run / log).read_text().splitlines()[0], log
