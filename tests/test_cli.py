@@ -31,17 +31,17 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
     text = capsys.readouterr().out
     assert 'decoded per item, fp32, recipe semantic' in text and 'SemanticLoss' not in text     # off by default
-    assert 'FeatureLoss' not in text
+    assert 'no pretrained network, so FeatureLoss is left out' in text                # nothing to compute it through
     assert 'colour phase with ColourfulnessLoss(0.5) + PSNRLoss(0.2)' in text          # the photo default
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
     import torch
     from colourgan_fastai import CifarResNet
     torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
     assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
-                        '--colourfulness-weight', '2', '--semantic-weight', '0.05', '--feature-weight', '0.3']) == 0
+                        '--colourfulness-weight', '2', '--semantic-weight', '0.05']) == 0
     text = capsys.readouterr().out
     assert 'SemanticLoss(0.05) through' in text and 'left out' not in text          # opt-in, through its classifier
-    assert 'FeatureLoss(0.3) through' in text
+    assert 'FeatureLoss(0.3) through' in text                                         # on photos too, by default
     assert 'ColourfulnessLoss(2)' in text
     args = base + ['--no-pretrained', '--recipe', 'seed', '--gan-epochs', '1', '--overwrite', '--bf16', '--cache']
     assert main(args) == 0
