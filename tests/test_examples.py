@@ -158,3 +158,22 @@ def test_encoder_transfer_feature_weight_adds_feature_loss_in_both_phases(shared
     assert res['feature_weight'] == 0.3 and 'FeatureLoss 0.3' in res['name']
     for log in ('unet_log.csv', 'colour_log.csv'):
         assert 'loss_feat' in (run / log).read_text().splitlines()[0], log
+
+
+def test_encoder_transfer_budget_planner_counts_the_time_to_load_batches(tiny_learn):
+    """The epoch time the budget is planned on includes the data pipeline: a loader that takes 0.1 s per batch costs
+    at least 0.1 s per batch, however fast the model is (timing one reused batch would miss it)."""
+    import time
+    mod = runpy.run_path(str(EXAMPLES / 'encoder_transfer.py'), run_name='smoke')
+
+    class SlowLoader:
+        def __init__(self, dl): self.dl = dl
+        def __len__(self): return len(self.dl)
+        def __iter__(self):
+            for b in self.dl:
+                time.sleep(0.1)
+                yield b
+
+    slow = SlowLoader(tiny_learn.dls.train)
+    assert len(slow) >= 3
+    assert mod['seconds_per_epoch'](tiny_learn, train_dl=slow) >= len(slow) * 0.1
