@@ -123,8 +123,8 @@ def seconds_per_epoch(learn, terms=(), colour=False, n=5, train_dl=None, gan=Fal
     frozen parameters excluded) on `train_dl` (default: the Learner's) plus one validation pass, timed on a copy of
     the model: the median of `n` steps on real batches drawn from the loader, so decoding and augmentation count
     (three warm-up steps first, untimed, while the loader's workers fill their queue), and `n` validation batches.
-    On MobileNetV2 at 96 px with FeatureLoss it estimated 4.1-4.5 min per epoch against 4.0-4.3 as run; timing
-    three steps on one reused batch had given 3.5-4.4."""
+    On MobileNetV2 at 96 px with FeatureLoss it estimated 4.1-5.1 min per epoch against 4.0-4.5 as run (errs
+    towards an epoch too few); timing three steps on one reused batch had given 3.5-4.4 (over the budget)."""
     model = copy.deepcopy(learn.model).train()
     for term in terms: term.net.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
