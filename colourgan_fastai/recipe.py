@@ -27,6 +27,13 @@ FEATURE_WEIGHT = 0.3        # FeatureLoss's, when a feature_net is given (set fr
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
 
 
+def network_terms(classifier=None, semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT):
+    """The loss terms through pretrained networks that `train_semantic_colour` adds to both phases (a weight of 0 or
+    no network leaves a term out): `SemanticLoss` through `classifier`, `FeatureLoss` through `feature_net`."""
+    return ([SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []) + \
+           ([FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else [])
+
+
 def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_logs=False,
                       after_l1=None, phase1_cbs=(), **gan_kwargs):
     """The seed recipe: `fit_one_cycle(epochs, lr)` with L1, then `GANColourizer(lambda_l1, **gan_kwargs)` and
@@ -57,8 +64,7 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for
     phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2 (e.g. another colour term: pass a `LossTerm`
     in both to use it throughout). Returns the recipe's own loss terms."""
-    net_terms = ([SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []) + \
-                ([FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else [])
+    net_terms = network_terms(classifier, semantic_weight, feature_net, feature_weight)
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)

@@ -45,10 +45,10 @@ from fastai.torch_core import set_seed
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
-                              encoder_classifier, SemanticLoss, colourfulness_gap, log_mse, score_predictions,
+                              encoder_classifier, colourfulness_gap, log_mse, score_predictions,
                               SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing,
-                              PatchDiscriminator, GANColourizer, FeatureLoss)
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT
+                              PatchDiscriminator, GANColourizer)
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, network_terms
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -178,12 +178,11 @@ def train_run(a, dls, run, seed, out, small=None):
     kw, frozen, name = _setup(a, run)
     fw = a.feature_weight if a.recipe == 'default' else 0.
     net = _classifier(a, run) if a.semantic_weight or fw else None
-    clf = net if a.semantic_weight else None
     set_seed(seed)
     learn = colour_learner(dls, metrics=metrics(), **kw)
     if frozen: learn.freeze()
     w = a.semantic_weight
-    terms = ([SemanticLoss(clf, w)] if w else []) + ([FeatureLoss(net, fw)] if fw else [])
+    terms = network_terms(net, w, net, fw)                  # what train_semantic_colour adds, for the timing
     per_epoch = seconds_per_epoch(learn, terms)
     per_colour = seconds_per_epoch(learn, terms, colour=a.recipe == 'default', gan=a.recipe == 'seed')
     per_small = seconds_per_epoch(learn, terms, train_dl=small.train) if small is not None else None
@@ -211,8 +210,8 @@ def train_run(a, dls, run, seed, out, small=None):
         train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
         learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, GANColourizer)))
     else:
-        train_semantic_colour(learn, E, G, classifier=clf, semantic_weight=w, feature_net=net if fw else None,
-                              feature_weight=fw, csv_logs=True,
+        train_semantic_colour(learn, E, G, classifier=net, semantic_weight=w, feature_net=net, feature_weight=fw,
+                              csv_logs=True,
                               colourfulness_weight=a.colourfulness_weight,
                               after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0
