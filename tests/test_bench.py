@@ -21,7 +21,7 @@ def test_bench_runs_on_a_tiny_setting(tmp_path):
 
 
 def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_it(shared, tmp_path):
-    "bench/colour_phase_screen.py: the per-image CF variant and PSNRLoss train; tuning and test rows; the table."
+    "bench/colour_phase_screen.py: per-image CF, PSNRLoss, FeatureLoss variants train; tuning and test rows; table."
     import runpy
     from colourgan_fastai import cifar10_dls, colour_learner, resnet20_cifar
     w = str(shared / 'weights/resnet20-12fca82f.th')
@@ -37,6 +37,10 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     assert r['terms'] == ['loss_cf_per_image', 'loss_psnr', 'loss_semantic']      # --sem 0.05: the screen's default
     assert r['rows']['tune']['l1'] > 0 and (tmp_path / 'screen' / 'v.json').exists()
     assert '| v |' in mod['table'](tmp_path / 'screen')
+    r = mod['main'](args + ['--name', 'f', '--sem', '0', '--feature', '0.3', '--export', str(tmp_path / 'f.pkl')])
+    assert r['terms'] == ['loss_cf', 'loss_feat']                                     # today's recipe's terms
+    from colourgan_fastai import load_colouriser
+    assert load_colouriser(tmp_path / 'f.pkl') is not None
 
 
 def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
