@@ -18,7 +18,9 @@ with lambda = 100, as many GAN epochs as L1 epochs) in the same budget, for comp
 <out>/<run>-seed_s<seed>/. `--colourfulness-weight W` sets the default recipe's colour-phase weight (the table ran
 with the CIFAR-10 value, 1.5; `colourgan train` uses 0.5 on photos); other weights go to <out>/<run>-cf<W>_s<seed>/.
 `--feature-weight W` adds Case 1's `FeatureLoss` through the encoder's *own* pretrained network in both phases
-(the CIFAR-10 recipe of step 12: 0.3); its runs go to <out>/<run>-feat<W>_s<seed>/.
+(the CIFAR-10 recipe of step 12: 0.3); its runs go to <out>/<run>-feat<W>_s<seed>/. The budget planner times a
+few training steps of each run and fits the phase-1 epochs to the budget; `--phase1-epochs E` fixes them instead
+(e.g. to another seed's plan, so that seeds compare at equal epochs).
 
 Each run goes to <out>/<run>_s<seed>/ (final.pkl exported with `learn.export`, metrics.json); a run whose
 metrics.json exists is loaded, not retrained, so seeds and rows can be added later. Writes
@@ -70,6 +72,9 @@ def parser():
                         "(train_l1_then_gan, lambda = 100), equal L1 and GAN epochs fitted to the same budget")
     p.add_argument('--budget-minutes', type=float, default=15, help='training wall time per run (epochs fitted to it)')
     p.add_argument('--colour-epochs', type=int, default=1, help='epochs of the colour phase (within the budget)')
+    p.add_argument('--phase1-epochs', type=int, metavar='E',
+                   help="default recipe: E phase-1 epochs instead of as many as the budget planner fits (e.g. another "
+                        "seed's plan, so that seeds compare at equal epochs); the wall time is still reported")
     p.add_argument('--semantic-weight', type=float, default=0.,
                    help="SemanticLoss's weight through the encoder's own classifier (default 0, as the library's "
                         "recipe; the committed ResNet-20 runs used 0.05, recorded in their metrics.json)")
@@ -123,8 +128,8 @@ def seconds_per_epoch(learn, terms=(), colour=False, n=5, train_dl=None, gan=Fal
     frozen parameters excluded) on `train_dl` (default: the Learner's) plus one validation pass, timed on a copy of
     the model: the median of `n` steps on real batches drawn from the loader, so decoding and augmentation count
     (three warm-up steps first, untimed, while the loader's workers fill their queue), and `n` validation batches.
-    On MobileNetV2 at 96 px with FeatureLoss it estimated 4.1-5.1 min per epoch against 4.0-4.5 as run (errs
-    towards an epoch too few); timing three steps on one reused batch had given 3.5-4.4 (over the budget)."""
+    On MobileNetV2 at 96 px with FeatureLoss it estimated 3.9-5.1 min per epoch in five plans against 4.0-4.8 as
+    run (a quarter either way; `--phase1-epochs` fixes the count); three steps on one reused batch had given 3.5-4.4."""
     model = copy.deepcopy(learn.model).train()
     for term in terms: term.net.to(next(model.parameters()).device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-6)
@@ -183,10 +188,13 @@ def train_run(a, dls, run, seed, out, small=None):
     if frozen: learn.freeze()
     w = a.semantic_weight
     terms = network_terms(net, w, net, fw)                  # what train_semantic_colour adds, for the timing
+    fixed = a.phase1_epochs
     per_epoch = seconds_per_epoch(learn, terms)
     per_colour = seconds_per_epoch(learn, terms, colour=a.recipe == 'default', gan=a.recipe == 'seed')
     per_small = seconds_per_epoch(learn, terms, train_dl=small.train) if small is not None else None
-    if a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
+    if fixed:                                                # the estimates above are still printed, for the record
+        G, Es, Ef = a.colour_epochs, 0, fixed
+    elif a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
         Es, Ef = 0, max(1, int(a.budget_minutes * 60 // (per_epoch + per_colour)))
         G = Ef
     else:
@@ -198,7 +206,8 @@ def train_run(a, dls, run, seed, out, small=None):
           + (f" ({per_small / 60:.1f} at {a.progressive} px)" if small is not None else '')
           + f" and {per_colour / 60:.1f} min per {'GAN' if a.recipe == 'seed' else 'colour'} epoch -> {E} + {G} epochs"
           + (f" (the first {Es} at {a.progressive} px)" if small is not None else '')
-          + f" in {a.budget_minutes:g} min", flush=True)
+          + (f" (fixed by --phase1-epochs; the budget is {a.budget_minutes:g} min)" if fixed else
+             f" in {a.budget_minutes:g} min"), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -247,6 +256,8 @@ def main(argv=None):
     p = parser()
     a = p.parse_args(argv)
     if a.recipe == 'seed' and a.progressive: p.error("--progressive is for the default recipe only")
+    if a.phase1_epochs is not None and (a.recipe == 'seed' or a.progressive or a.phase1_epochs < 1):
+        p.error("--phase1-epochs takes a positive count, for the default recipe without --progressive")
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     kw = dict(n_train=a.n_train, size=a.size, bs=a.bs, seed=42, n_valid=a.n_valid)

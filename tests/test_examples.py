@@ -160,6 +160,14 @@ def test_encoder_transfer_feature_weight_adds_feature_loss_in_both_phases(shared
         assert 'loss_feat' in (run / log).read_text().splitlines()[0], log
 
 
+def test_encoder_transfer_phase1_epochs_overrides_the_planner(shared, tmp_path):
+    "--phase1-epochs E trains E + colour epochs whatever the budget fits (seeds compared at equal epochs)."
+    for bad in (['--phase1-epochs', '0'], ['--phase1-epochs', '2', '--recipe', 'seed']):
+        with pytest.raises(SystemExit): _encoder_transfer(shared, tmp_path, *bad)
+    _encoder_transfer(shared, tmp_path, '--phase1-epochs', '2')            # the 0.01-min budget plans 1 + 1
+    assert json.loads((tmp_path / 'runs/resnet20_s1/metrics.json').read_text())['epochs'] == [2, 1]
+
+
 def test_encoder_transfer_budget_planner_counts_the_time_to_load_batches(tiny_learn):
     """The epoch time the budget is planned on includes the data pipeline: a loader that takes 0.1 s per batch costs
     at least 0.1 s per batch, however fast the model is (timing one reused batch would miss it)."""
