@@ -39,8 +39,8 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     assert '| v |' in mod['table'](tmp_path / 'screen')
     r = mod['main'](args + ['--name', 'f', '--sem', '0', '--feature', '0.3', '--export', str(tmp_path / 'f.pkl')])
     assert r['terms'] == ['loss_cf', 'loss_feat']                                     # today's recipe's terms
-    from colourgan_fastai import load_colouriser
-    assert load_colouriser(tmp_path / 'f.pkl') is not None
+    from colourgan_fastai import load_colourizer
+    assert load_colourizer(tmp_path / 'f.pkl').model is not None          # loads, and maps L to ab (checked there)
 
 
 def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
