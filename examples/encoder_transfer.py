@@ -188,18 +188,16 @@ def train_run(a, dls, run, seed, out, small=None):
     if frozen: learn.freeze()
     w = a.semantic_weight
     terms = network_terms(net, w, net, fw)                  # what train_semantic_colour adds, for the timing
-    fixed = a.phase1_epochs
     per_epoch = seconds_per_epoch(learn, terms)
     per_colour = seconds_per_epoch(learn, terms, colour=a.recipe == 'default', gan=a.recipe == 'seed')
     per_small = seconds_per_epoch(learn, terms, train_dl=small.train) if small is not None else None
-    if fixed:                                                # the estimates above are still printed, for the record
-        G, Es, Ef = a.colour_epochs, 0, fixed
-    elif a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
+    fixed = a.phase1_epochs                    # default recipe only (main checks); the estimates are still printed
+    if a.recipe == 'seed':                 # as many GAN epochs as L1 epochs (the seed's 20 + 20), at least 1 + 1
         Es, Ef = 0, max(1, int(a.budget_minutes * 60 // (per_epoch + per_colour)))
         G = Ef
     else:
         G = a.colour_epochs
-        Es, Ef = plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
+        Es, Ef = (0, fixed) if fixed else plan_epochs(a.budget_minutes * 60, per_epoch, per_colour, G, per_small)
     E = Es + Ef
     name += variant(a)[1]
     print(f"{name}, seed {seed}: about {per_epoch / 60:.1f} min per phase-1 epoch"
