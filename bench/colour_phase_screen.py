@@ -4,6 +4,8 @@ Each variant starts from the same phase-1 model (`--init`, e.g. runs/cifar10/sem
 examples/cifar10_same_dataset.py), trains `--epochs` on `--n-train` CIFAR-10 training images and is scored on
 2,000 *other* training images (the tuning set: fidelity, colourfulness and the ResNet-20's own top-1, which is
 what variants are chosen on) and, to report only, on the 5,000 test images with the independent ResNet-32 judge.
+`--flip-average` and `--calibrate GAP` score the variant with test-time flip averaging and with its chroma gain
+calibrated on the tuning images (the tuning set's colourfulness then says only what GAP asked for).
 
     python bench/colour_phase_screen.py --name cf15_psnr02 --cf 1.5 --psnr 0.2      # one variant -> runs/screen/
     python bench/colour_phase_screen.py --table                                      # the markdown table of all
@@ -38,6 +40,9 @@ def parser():
     p.add_argument('--n-tune', type=int, default=2000, help='held-out training images that choose the variant')
     p.add_argument('--n-test', type=int, help='test images to report on (default: all 5,000)')
     p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--flip-average', action='store_true', help='score with test-time flip averaging (use_flip_average)')
+    p.add_argument('--calibrate', type=float, metavar='GAP', help='after training, calibrate the chroma gain on the '
+                   "tuning images so that their colourfulness is the truth's minus GAP (calibrate_colourfulness)")
     p.add_argument('--export', metavar='PKL', help="also export the variant's generator (learn.export) to PKL")
     return p
 
@@ -64,7 +69,7 @@ def screen(a):
     from fastai.torch_core import set_seed
     from fastai.vision.all import get_image_files
     from colourgan_fastai import (dls_from_lists, cifar10_dls, colour_learner, colour_metrics, resnet20_cifar,
-                                  score_predictions, train_semantic_colour)
+                                  score_predictions, train_semantic_colour, use_flip_average, calibrate_colourfulness)
     sys.path.insert(0, str(ROOT / 'examples'))
     import experiment as ex
     from cifar10_same_dataset import Top1, CLASSES
@@ -84,6 +89,8 @@ def screen(a):
                           colourfulness_weight=a.cf, psnr_weight=a.psnr,         # the recipe's colour phase alone
                           colour_cbs=[per_image_cf_loss(a.cf_per_image)] if a.cf_per_image else [])
     res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn), rows={})
+    if a.flip_average: use_flip_average(learn)
+    if a.calibrate is not None: res['chroma_gain'] = calibrate_colourfulness(learn, dls.valid, gap=a.calibrate)
     if a.export: Path(a.export).parent.mkdir(parents=True, exist_ok=True); learn.export(Path(a.export).absolute())
     predict = ex._predict_with(learn)
     tune_labels = [CLASSES.index(Path(f).parent.name) for f in tune]

@@ -18,5 +18,6 @@ from .metrics import *
 from .losses import *
 from .progressive import *
 from .recipe import *
+from .calibration import *
 from .inference import *
 from .distributed import *

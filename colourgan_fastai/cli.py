@@ -7,7 +7,7 @@ from pathlib import Path
 
 __all__ = ['main', 'EXIT_ERROR', 'EXIT_SOME_FAILED']
 
-EXIT_SOME_FAILED = 1    # the run finished, but some input files could not be read (listed)
+EXIT_SOME_FAILED = 1    # the run finished, but part failed: unreadable input files (listed), or train --calibrate
 EXIT_ERROR = 2          # nothing done, or the run stopped: bad arguments, missing inputs, clashes, unwritable output
 
 
@@ -123,6 +123,7 @@ def cmd_train(a):
     if a.recipe == 'seed':
         train_l1_then_gan(learn, epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1, after_l1=after_l1,
                           phase1_cbs=phase1_cbs)
+        calibrated = _predict_settings(learn, a)
         learn.save(out.name)
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
@@ -141,12 +142,32 @@ def cmd_train(a):
                               semantic_weight=a.semantic_weight, feature_net=own, feature_weight=feat,
                               colourfulness_weight=cf,
                               psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs)
+        calibrated = _predict_settings(learn, a)
         learn.save(out.name)
         what = 'for resuming'
     learn.to_fp32()                                 # the exported generator is a plain fp32 model
     learn.export(out.with_suffix('.pkl').name)
     print(f"saved {out}_unet.pth (after phase 1), {out}.pth ({what}) and {out.with_suffix('.pkl')} (for colourize)")
-    return 0
+    return 0 if calibrated else EXIT_SOME_FAILED
+
+
+def _predict_settings(learn, a):
+    "--flip-average and --calibrate, after the last fit: they go into the saved and exported model."
+    from . import use_flip_average, calibrate_colourfulness
+    if a.flip_average:
+        use_flip_average(learn)
+        print("train: predictions average each image with its mirror image (--flip-average)")
+    if a.calibrate is not None:
+        if a.dataset != 'folder':
+            print(f"train: note: --calibrate fits on the validation images, which for --dataset {a.dataset} are its "
+                  f"test split; scores on them are then no longer held out", file=sys.stderr)
+        try: g = calibrate_colourfulness(learn, gap=a.calibrate)
+        except ValueError as e:                     # never lose the training run to it: save uncalibrated
+            print(f"train: --calibrate failed, the model is saved uncalibrated: {e}", file=sys.stderr)
+            return False
+        print(f"train: chroma gain {g:.3f} makes the validation images' colourfulness the truth's"
+              f"{f' minus {a.calibrate:g}' if a.calibrate else ''} (--calibrate)")
+    return True
 
 
 def _device(name):
@@ -249,6 +270,11 @@ def build_parser():
                    'train on the same images at SIZE px, the rest at --size (ProgressiveResizing)')
     t.add_argument('--progressive-epochs', type=int, help='--progressive: how many (default: half of phase 1)')
     t.add_argument('--n-valid', type=int, help='cifar10/stl10/imagenette: a seeded subset of the validation images')
+    t.add_argument('--flip-average', action='store_true', help='predict the mean of each image and its mirror image '
+                   '(test-time augmentation, twice the inference cost; saved with the model)')
+    t.add_argument('--calibrate', type=float, metavar='GAP', help="after training, fit the chroma gain that makes "
+                   "the validation images' colourfulness the truth's minus GAP (0: as colourful as the truth; saved "
+                   "with the model). Calibrate on images held out from training, never on a test set")
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')

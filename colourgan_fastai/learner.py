@@ -19,12 +19,13 @@ from fastai.callback.fp16 import AMPMode
 from fastai.torch_core import get_model, rank_distrib, distrib_barrier
 from fastcore.xtras import join_path_file
 
-from .models import ColourUnet, colour_unet
+from .models import ColourUnet, colour_unet, predict_settings, set_predict_settings, PREDICT_DEFAULTS
 from .precision import DeviceMixedPrecision
 
 __all__ = ['ColourLearner', 'colour_learner']
 
 CALLBACKS_KEY = 'callbacks'
+PREDICT_KEY = 'predict'           # a ColourUnet's eval-mode settings (flip averaging, chroma gain)
 KNOWN_STATE = {'gan_colourizer': " (GANColourizer's discriminator and its optimiser)"}
 
 
@@ -60,9 +61,13 @@ class ColourLearner(Learner):
         extra = {n: s for n, s in extra.items() if s is not None}
         state = get_model(self.model).state_dict()
         opt = getattr(self, 'opt', None)
-        if (with_opt and opt is not None) or extra:
+        G = get_model(self.model)
+        settings = predict_settings(G) if isinstance(G, ColourUnet) else PREDICT_DEFAULTS
+        settings = settings if settings != PREDICT_DEFAULTS else None
+        if (with_opt and opt is not None) or extra or settings:
             state = {'model': state, **({'opt': opt.state_dict()} if with_opt and opt is not None else {})}
         if extra: state[CALLBACKS_KEY] = extra
+        if settings: state[PREDICT_KEY] = settings
         torch.save(state, file, pickle_protocol=pickle_protocol, **torch_save_kwargs)
         return file
 
@@ -74,8 +79,11 @@ class ColourLearner(Learner):
         file = join_path_file(file, self.path / self.model_dir, ext='.pth')
         distrib_barrier()
         state = _torch_load(file, device or 'cpu')
-        nested = isinstance(state, dict) and 'model' in state and set(state) <= {'model', 'opt', CALLBACKS_KEY}
-        get_model(self.model).load_state_dict(state['model'] if nested else state, strict=strict)
+        nested = isinstance(state, dict) and 'model' in state and set(state) <= {'model', 'opt', CALLBACKS_KEY,
+                                                                                 PREDICT_KEY}
+        G = get_model(self.model)
+        G.load_state_dict(state['model'] if nested else state, strict=strict)
+        if isinstance(G, ColourUnet): set_predict_settings(G, state.get(PREDICT_KEY) if nested else None)
         if with_opt:
             if nested and 'opt' in state:
                 try: self.opt.load_state_dict(state['opt'])

@@ -4,11 +4,12 @@ import math
 
 import torch
 from torch import nn
+from fastai.torch_core import get_model
 from fastai.vision.all import DynamicUnet
 
 from .encoders import encoder_body
 
-__all__ = ['colour_unet', 'ColourUnet', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator',
+__all__ = ['colour_unet', 'ColourUnet', 'use_flip_average', 'colour_unet_of', 'predict_settings', 'set_predict_settings', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator',
            'patch_layers_for', 'as_plain']
 
 
@@ -25,13 +26,56 @@ def _plain_input(x, channels_last):
 
 class ColourUnet(DynamicUnet):
     """fastai's DynamicUnet taking L (1 channel) and returning ab (2 channels); remembers the size it was built for.
-    `channels_last`: keep weights and activations in channels-last memory layout (faster; same maths)."""
-    def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, **kwargs):
+    `channels_last`: keep weights and activations in channels-last memory layout (faster; same maths).
+    Two eval-mode settings (training, and so the loss, never sees them; both are saved with the model, so
+    `learn.export` carries them to every later prediction):
+    `flip_average`: predict the mean of ab for the image and the mirror image of ab for its mirror (test-time
+    augmentation, twice the inference cost; set it with `use_flip_average`);
+    `chroma_gain`: multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`)."""
+    def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, flip_average=False,
+                 **kwargs):
         super().__init__(encoder, n_out, img_size, y_range=y_range, **kwargs)
         self.img_size, self.n_out, self.channels_last = tuple(img_size), n_out, channels_last
+        self.flip_average, self.chroma_gain, self.ab_range = flip_average, 1., tuple(y_range)
         if channels_last: self.to(memory_format=torch.channels_last)
 
-    def forward(self, x): return super().forward(_plain_input(x, getattr(self, 'channels_last', False)))
+    def forward(self, x):
+        cl = getattr(self, 'channels_last', False)
+        out = super().forward(_plain_input(x, cl))
+        if getattr(self, 'flip_average', False) and not self.training:
+            out = (out + super().forward(_plain_input(as_plain(x).flip(-1), cl)).flip(-1)) / 2
+        if (g := getattr(self, 'chroma_gain', 1.)) != 1. and not self.training:
+            out = (out * g).clamp(*getattr(self, 'ab_range', (-1., 1.)))
+        return out
+
+
+def colour_unet_of(model) -> ColourUnet:
+    "The ColourUnet of a Learner (or the model itself); other generators are refused with a clear TypeError."
+    G = get_model(getattr(model, 'model', model))
+    if not isinstance(G, ColourUnet):
+        raise TypeError(f"this needs a ColourUnet generator (colour_learner makes one), not {type(G).__name__}")
+    return G
+
+
+PREDICT_DEFAULTS = {'flip_average': False, 'chroma_gain': 1.}
+
+
+def predict_settings(G) -> dict:
+    "A ColourUnet's eval-mode settings (`flip_average`, `chroma_gain`), as `ColourLearner.save` writes them."
+    return {k: getattr(G, k, v) for k, v in PREDICT_DEFAULTS.items()}
+
+
+def set_predict_settings(G, settings=None):
+    "Set a ColourUnet's eval-mode settings; those not given return to their defaults (plain predictions)."
+    for k, v in {**PREDICT_DEFAULTS, **(settings or {})}.items():
+        if k in PREDICT_DEFAULTS: setattr(G, k, type(PREDICT_DEFAULTS[k])(v))
+
+
+def use_flip_average(model, on=True):
+    """Switch test-time flip averaging (see `ColourUnet`) on or off for a Learner's or a bare ColourUnet; returns
+    what it was given. Other generators are refused rather than silently left as they were."""
+    colour_unet_of(model).flip_average = bool(on)
+    return model
 
 
 def colour_unet(arch='resnet18', img_size=(64, 64), pretrained=True, weights=None, **unet_kwargs) -> ColourUnet:

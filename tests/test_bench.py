@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / 'bench' / 'run.py'
 
 
@@ -37,10 +39,13 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     assert r['terms'] == ['loss_cf_per_image', 'loss_psnr', 'loss_semantic']      # --sem 0.05: the screen's default
     assert r['rows']['tune']['l1'] > 0 and (tmp_path / 'screen' / 'v.json').exists()
     assert '| v |' in mod['table'](tmp_path / 'screen')
-    r = mod['main'](args + ['--name', 'f', '--sem', '0', '--feature', '0.3', '--export', str(tmp_path / 'f.pkl')])
+    r = mod['main'](args + ['--name', 'f', '--sem', '0', '--feature', '0.3', '--export', str(tmp_path / 'f.pkl'),
+                            '--flip-average', '--calibrate', '0.5'])
     assert r['terms'] == ['loss_cf', 'loss_feat']                                     # today's recipe's terms
+    assert r['rows']['tune']['delta_colourfulness'] == pytest.approx(0.5, abs=0.011)  # calibrated on the tuning set
     from colourgan_fastai import load_colourizer
-    assert load_colourizer(tmp_path / 'f.pkl').model is not None          # loads, and maps L to ab (checked there)
+    G = load_colourizer(tmp_path / 'f.pkl').model                 # loads, and maps L to ab (checked there)
+    assert G.flip_average and G.chroma_gain == r['chroma_gain']   # scored as exported
 
 
 def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):

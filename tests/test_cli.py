@@ -79,6 +79,24 @@ def test_train_init_continues_from_a_saved_model_and_never_overwrites_it(tmp_pat
     assert 'not found' in capsys.readouterr().err and a_unet.read_bytes() == before
 
 
+def test_train_flip_average_is_saved_and_a_failed_calibration_loses_nothing(tmp_path, capsys):
+    data = tmp_path / 'imgs'; data.mkdir()
+    rng = np.random.RandomState(2)
+    for i in range(8): Image.fromarray(rng.randint(0, 255, (36, 36, 3), dtype=np.uint8)).save(data / f'{i}.png')
+    stem = tmp_path / 'm'
+    rc = main(['train', '--dataset', 'folder', '--data', str(data), '--arch', 'resnet20_cifar', '--no-pretrained',
+               '--size', '32', '--bs', '4', '--epochs', '1', '--colour-epochs', '0', '--out', str(stem),
+               '--flip-average', '--calibrate', '-1000'])      # 1000 over the truth's colourfulness: out of reach
+    out, err = capsys.readouterr()
+    assert rc == 1 and '--calibrate failed, the model is saved uncalibrated: no chroma gain' in err
+    assert 'predictions average each image with its mirror image (--flip-average)' in out
+    from colourgan_fastai import load_colourizer
+    G = load_colourizer(stem.with_suffix('.pkl')).model          # saved all the same, flip averaging on
+    assert G.flip_average and G.chroma_gain == 1.
+    import torch
+    assert torch.load(tmp_path / 'm.pth', weights_only=False)['predict']['flip_average'] is True
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(['train', '--dataset', 'folder', '--data', str(tmp_path / 'nope'), '--no-pretrained',
                  '--out', str(tmp_path / 'm')]) == 2
