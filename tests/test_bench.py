@@ -89,3 +89,15 @@ def test_photo_colour_screen_trains_a_per_image_variant_from_a_phase1_model(shar
     assert r['valid']['l1'] > 0 and 0 <= r['valid']['spurious_colour'] <= 1 and r['args']['per_image']
     assert r['terms'] == ['loss_cf_per_image', 'loss_psnr']                 # the per-image gap, not the batch's
     assert (tmp_path / 'screen' / 'v.json').exists() and (tmp_path / 'screen' / 'v.pkl').exists()
+
+
+def test_flip_average_bench_scores_both_ways(shared, model_file, tmp_path):
+    "bench/flip_average.py: plain and flip-averaged rows (blotches included), the time ratio, the JSON."
+    import json
+    import runpy
+    mod = runpy.run_path(str(BENCH.parent / 'flip_average.py'), run_name='x')
+    r = mod['main'](['--model', str(model_file), '--dataset', 'cifar10', '--data', str(shared / 'data'),
+                     '--size', '32', '--n-valid', '32', '--bs', '16', '--repeats', '1', '--out', str(tmp_path / 'f.json')])
+    plain, flip = r['rows']['plain'], r['rows']['flip averaging']
+    assert r['n_valid'] == 32 and 'spurious_colour' in plain and plain['psnr'] != flip['psnr']
+    assert r['time_ratio'] > 0 and json.loads((tmp_path / 'f.json').read_text())['rows'] == r['rows']
