@@ -32,7 +32,7 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
     dl = learn.dls.valid if dl is None else dl
     lo, hi = getattr(G, 'ab_range', (-1., 1.))
     was_training, old_gain = G.training, getattr(G, 'chroma_gain', 1.)
-    G.chroma_gain = 1.
+    G.chroma_gain = 1.                                    # predictions without a gain, to be scaled below
     Ls, preds, true_cf = [], [], []
     try:
         G.eval()
@@ -41,17 +41,16 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
                 L_, ab = as_plain(L_), as_plain(ab)
                 Ls.append(L_.float().cpu()); preds.append(G(L_).float().cpu())
                 true_cf.append(colourfulness(decode_lab(L_, ab)).cpu())
+        if not Ls: raise ValueError("calibrate_colourfulness needs at least one batch of images")
+        target = torch.cat(true_cf).mean().item() - gap
+        a, b = 1. / max_gain, float(max_gain)
+        cf_a, cf_b = _mean_cf(Ls, preds, a, lo, hi), _mean_cf(Ls, preds, b, lo, hi)
+        if not cf_a <= target <= cf_b:
+            raise ValueError(f"no chroma gain in [{a:.3g}, {b:.3g}] makes the outputs' colourfulness {target:.2f} "
+                             f"(they reach {cf_a:.2f} to {cf_b:.2f}); the model was left as it was")
     except BaseException:
         G.chroma_gain = old_gain; raise
     finally: G.train(was_training)
-    if not Ls: G.chroma_gain = old_gain; raise ValueError("calibrate_colourfulness needs at least one batch of images")
-    target = torch.cat(true_cf).mean().item() - gap
-    a, b = 1. / max_gain, float(max_gain)
-    cf_a, cf_b = _mean_cf(Ls, preds, a, lo, hi), _mean_cf(Ls, preds, b, lo, hi)
-    if not cf_a <= target <= cf_b:
-        G.chroma_gain = old_gain
-        raise ValueError(f"no chroma gain in [{a:.3g}, {b:.3g}] makes the outputs' colourfulness {target:.2f} "
-                         f"(they reach {cf_a:.2f} to {cf_b:.2f}); the model was left as it was")
     for _ in range(60):                                   # bisection: colourfulness grows with the gain
         g = (a + b) / 2
         cf = _mean_cf(Ls, preds, g, lo, hi)

@@ -59,11 +59,11 @@ class ColourLearner(Learner):
         if rank_distrib(): return file                  # only rank 0 writes
         extra = {n: cb.saved_state(with_opt) for n, cb in self.stateful_cbs().items()}
         extra = {n: s for n, s in extra.items() if s is not None}
-        state = get_model(self.model).state_dict()
-        opt = getattr(self, 'opt', None)
         G = get_model(self.model)
+        state = G.state_dict()
+        opt = getattr(self, 'opt', None)
         settings = predict_settings(G) if isinstance(G, ColourUnet) else PREDICT_DEFAULTS
-        settings = settings if settings != PREDICT_DEFAULTS else None
+        settings = settings if settings != PREDICT_DEFAULTS else None          # plain models: files as before
         if (with_opt and opt is not None) or extra or settings:
             state = {'model': state, **({'opt': opt.state_dict()} if with_opt and opt is not None else {})}
         if extra: state[CALLBACKS_KEY] = extra

@@ -9,8 +9,9 @@ from fastai.vision.all import DynamicUnet
 
 from .encoders import encoder_body
 
-__all__ = ['colour_unet', 'ColourUnet', 'use_flip_average', 'colour_unet_of', 'predict_settings', 'set_predict_settings', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator',
-           'patch_layers_for', 'as_plain']
+__all__ = ['colour_unet', 'ColourUnet', 'use_flip_average', 'colour_unet_of', 'predict_settings',
+           'set_predict_settings', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator', 'patch_layers_for',
+           'as_plain']
 
 
 def as_plain(t: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,7 @@ def test_calibration_that_cannot_reach_the_target_says_so_and_changes_nothing(mo
     learn.model.chroma_gain = 1.2
     with pytest.raises(ValueError, match='no chroma gain'):
         calibrate_colourfulness(learn, tiny_dls.valid, gap=-1000., display=False)
+    with pytest.raises(ValueError, match='at least one batch'): calibrate_colourfulness(learn, [], display=False)
     assert learn.model.chroma_gain == 1.2 and not learn.model.training
 
 
