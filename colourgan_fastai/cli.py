@@ -197,6 +197,9 @@ def cmd_colourize(a):
     plan_outputs(jobs, a.overwrite)                 # every clash and unwritable folder, before the model loads
     learn = load_colourizer(a.model, cpu=device.type == 'cpu')
     learn.model.to(device)
+    if a.flip_average:
+        from .models import use_flip_average
+        use_flip_average(learn)
     res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite)
     print(f"colourised {len(res['written'])} image(s) into {out}; {len(res['skipped'])} existed already "
           f"(--overwrite to redo), {len(res['failed'])} could not be read")
@@ -297,6 +300,8 @@ def build_parser():
                    help='auto (default): PNG/TIFF/BMP/PPM inputs keep their format, others (JPEG, GIF, WebP) are '
                         'written as PNG, so the lightness stays the input\'s; jpg is lossy (L changes slightly)')
     c.add_argument('--overwrite', action='store_true', help='redo outputs that exist (inputs are never written)')
+    c.add_argument('--flip-average', action='store_true', help="average each prediction with its mirror image's "
+                   '(twice the time; measured on photos: +0.05-0.07 dB, a tenth fewer blotch pixels; README Case 2)')
     c.set_defaults(func=cmd_colourize)
 
     w = sub.add_parser('app', help='serve a web page to colourise photos (needs the [app] extra: Gradio)')

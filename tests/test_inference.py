@@ -137,6 +137,10 @@ def test_cli_colourize_and_onnx_export(model_file, tmp_path, capsys):
     assert (tmp_path / 'out' / 'in' / 'sub' / 'c.png').exists() and (tmp_path / 'out' / 'a.png').exists()
     assert 'colourised 4 image(s)' in capsys.readouterr().out
     assert main(['colourize', str(src), '-o', str(tmp_path / 'o2'), '--model', str(tmp_path / 'nope.pkl')]) == 2
+    assert main(['colourize', str(src / 'a.jpg'), '-o', str(tmp_path / 'flip'), '--model', str(model_file),
+                 '--flip-average']) == 0                  # the mean of the photo's and its mirror image's colours
+    a, f = (np.asarray(Image.open(tmp_path / d / 'a.png'), np.int16) for d in ('out', 'flip'))
+    assert a.shape == f.shape and np.abs(a - f).max() > 0
     ort = pytest.importorskip('onnxruntime')
     assert main(['export', '--model', str(model_file), '--onnx', str(tmp_path / 'g.onnx')]) == 0
     sess = ort.InferenceSession(str(tmp_path / 'g.onnx'))
