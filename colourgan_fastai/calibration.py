@@ -5,7 +5,7 @@ A generator trained for fidelity (L1, PSNR) is timid: where it is unsure of a hu
 `calibrate_colourfulness` finds the gain g for which g * ab (clamped to the output range) is, on average, exactly as
 colourful as the real images, and stores it in the generator (`ColourUnet.chroma_gain`), so `learn.export`,
 `colourize` and the metrics all see the calibrated model. Training never sees the gain (it acts in eval mode only).
-Measured on CIFAR-10 (README, Case 1): near gain 1 the gain buys colour for less PSNR than the colourfulness loss
+Measured on CIFAR-10 (README, Case 1, step 15): near 1 the gain buys colour for less PSNR than the colourfulness loss
 does.
 """
 import torch
