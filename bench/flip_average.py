@@ -44,18 +44,16 @@ def main(argv=None):
     dl = make(a.data, n_train=a.bs, size=a.size, bs=a.bs, n_valid=a.n_valid).valid
     learn = load_colourizer(a.model)
     G = learn.model.eval()
-    was = getattr(G, 'flip_average', False)
     batches = [as_plain(L_) for L_, _ in dl]
     res = dict(model=str(a.model), dataset=a.dataset, n_valid=len(dl.dataset), rows={}, seconds={},
                threads=torch.get_num_threads())
-    for on in (False, True):
+    ways = {'plain': False, 'flip averaging': True}
+    for name, on in ways.items():
         use_flip_average(learn, on)
-        name = 'flip averaging' if on else 'plain'
         res['rows'][name] = score_predictions(dl, lambda L_, ab: G(L_), colour_metrics() + [SpuriousColour()])
-    for on in (False, True):                          # timed after scoring: both passes see a warm model
+    for name, on in ways.items():                     # timed after scoring: both passes see a warm model
         use_flip_average(learn, on)
-        res['seconds']['flip averaging' if on else 'plain'] = _forward_seconds(G, batches, a.repeats)
-    use_flip_average(learn, was)
+        res['seconds'][name] = _forward_seconds(G, batches, a.repeats)
     res['time_ratio'] = res['seconds']['flip averaging'] / res['seconds']['plain']
     if a.out: Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

@@ -43,9 +43,10 @@ class ColourUnet(DynamicUnet):
     def forward(self, x):
         cl = getattr(self, 'channels_last', False)
         out = super().forward(_plain_input(x, cl))
-        if getattr(self, 'flip_average', False) and not self.training:
+        if self.training: return out
+        if getattr(self, 'flip_average', False):
             out = (out + super().forward(_plain_input(as_plain(x).flip(-1), cl)).flip(-1)) / 2
-        if (g := getattr(self, 'chroma_gain', 1.)) != 1. and not self.training:
+        if (g := getattr(self, 'chroma_gain', 1.)) != 1.:
             out = (out * g).clamp(*getattr(self, 'ab_range', (-1., 1.)))
         return out
 
