@@ -98,8 +98,14 @@ def cmd_train(a):
     small_epochs = epochs // 2 if a.progressive_epochs is None else a.progressive_epochs
     if a.progressive and not 0 <= small_epochs <= epochs:
         raise ValueError(f"--progressive-epochs must be between 0 and the {epochs} phase-1 epochs")
+    if a.calibration_images is not None and a.calibrate is None:
+        raise ValueError("--calibration-images sets images aside for --calibrate; give --calibrate GAP too")
     set_seed(a.seed)
-    dls = _dls_for(a)
+    dls, held = _dls_for(a), None
+    if a.calibration_images is not None:
+        from .data import hold_out
+        dls, held = hold_out(dls, a.calibration_images, a.seed)
+        print(f"train: {a.calibration_images} training images set aside for --calibrate (never trained on)")
     pretrained = not a.no_pretrained
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
                            metrics=colour_metrics())
@@ -117,13 +123,14 @@ def cmd_train(a):
     after_l1 = lambda l: l.save(out.name + '_unet')
     phase1_cbs = []
     if a.progressive:
-        phase1_cbs = [ProgressiveResizing(_dls_for(argparse.Namespace(**{**vars(a), 'size': a.progressive})).train,
-                                          small_epochs)]
+        small = _dls_for(argparse.Namespace(**{**vars(a), 'size': a.progressive}))
+        if held is not None: small = hold_out(small, a.calibration_images, a.seed)[0]     # the same images aside
+        phase1_cbs = [ProgressiveResizing(small.train, small_epochs)]
         print(f"train: progressive resizing, the first {small_epochs} of {epochs} phase-1 epochs at {a.progressive} px")
     if a.recipe == 'seed':
         train_l1_then_gan(learn, epochs, a.gan_epochs, a.lr, a.gan_lr, a.lambda_l1, after_l1=after_l1,
                           phase1_cbs=phase1_cbs)
-        calibrated = _predict_settings(learn, a)
+        calibrated = _predict_settings(learn, a, held)
         learn.save(out.name)
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
@@ -142,7 +149,7 @@ def cmd_train(a):
                               semantic_weight=a.semantic_weight, feature_net=own, feature_weight=feat,
                               colourfulness_weight=cf,
                               psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs)
-        calibrated = _predict_settings(learn, a)
+        calibrated = _predict_settings(learn, a, held)
         learn.save(out.name)
         what = 'for resuming'
     learn.to_fp32()                                 # the exported generator is a plain fp32 model
@@ -151,21 +158,24 @@ def cmd_train(a):
     return 0 if calibrated else EXIT_SOME_FAILED
 
 
-def _predict_settings(learn, a):
-    "--flip-average and --calibrate, after the last fit: they go into the saved and exported model."
+def _predict_settings(learn, a, held=None):
+    """--flip-average and --calibrate, after the last fit: they go into the saved and exported model. The gain is
+    fitted on `held` (the --calibration-images set aside), else on the validation images."""
     from . import use_flip_average, calibrate_colourfulness
     if a.flip_average:
         use_flip_average(learn)
         print("train: predictions average each image with its mirror image (--flip-average)")
     if a.calibrate is not None:
-        if a.dataset != 'folder':
+        if held is None and a.dataset != 'folder':
             print(f"train: note: --calibrate fits on the validation images, which for --dataset {a.dataset} are its "
-                  f"test split; scores on them are then no longer held out", file=sys.stderr)
-        try: g = calibrate_colourfulness(learn, gap=a.calibrate)
+                  f"test split; scores on them are then no longer held out (--calibration-images N sets training "
+                  f"images aside instead)", file=sys.stderr)
+        try: g = calibrate_colourfulness(learn, held, gap=a.calibrate)
         except ValueError as e:                     # never lose the training run to it: save uncalibrated
             print(f"train: --calibrate failed, the model is saved uncalibrated: {e}", file=sys.stderr)
             return False
-        print(f"train: chroma gain {g:.3f} makes the validation images' colourfulness the truth's"
+        print(f"train: chroma gain {g:.3f} makes the {'set-aside' if held is not None else 'validation'} images' "
+              f"colourfulness the truth's"
               f"{f' minus {a.calibrate:g}' if a.calibrate else ''} (--calibrate)")
     return True
 
@@ -277,7 +287,11 @@ def build_parser():
                    '(test-time augmentation, twice the inference cost; saved with the model)')
     t.add_argument('--calibrate', type=float, metavar='GAP', help="after training, fit the chroma gain that makes "
                    "the validation images' colourfulness the truth's minus GAP (0: as colourful as the truth; saved "
-                   "with the model). Calibrate on images held out from training, never on a test set")
+                   "with the model). Calibrate on images held out from training, never on a test set: see "
+                   "--calibration-images")
+    t.add_argument('--calibration-images', type=int, metavar='N', help="with --calibrate: set a seeded N of the "
+                   "training images aside, train on the others and fit the gain on these (default: on the "
+                   "validation images, which for cifar10/stl10/imagenette are their test split)")
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')

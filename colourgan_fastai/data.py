@@ -22,7 +22,7 @@ from .cache import CachedDL
 
 __all__ = ['PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
            'sample_photos_dls', 'imagenette_dls', 'find_images', 'folder_images', 'check_images', 'SAMPLE_PHOTOS',
-           'dls_from_lists', 'sample_photo']
+           'dls_from_lists', 'sample_photo', 'hold_out']
 
 class PILColour(PILImage):
     "A `PILImage` that reads every image type as 8-bit RGB (see `load_rgb`)."
@@ -72,6 +72,27 @@ def dls_from_lists(train, valid, size, bs, get_x=None, seed=42, cache=False, **k
     kwargs.setdefault('num_workers', 0)
     if cache: kwargs['dl_type'] = CachedDL
     return colour_datablock(get_x, splitter, size).dataloaders(items, bs=bs, **kwargs)
+
+
+def hold_out(dls, n, seed=42):
+    """Set a seeded `n` of `dls`'s training images aside: returns (DataLoaders that train on the others and validate
+    as `dls` does, a DataLoader of (L, ab) batches over the `n` set aside, in validation form: no flips, in order).
+    For fitting something after training on images training never saw, e.g. the chroma gain
+    (`calibrate_colourfulness(learn, held)`, `colourgan train --calibrate GAP --calibration-images N`), where the
+    validation images are a test set. Works on any factory's DataLoaders (files or arrays, `CachedDL` or not)."""
+    from fastai.data.core import Datasets, DataLoaders
+    train = dls.train_ds
+    items = list(train.items)
+    if not 0 < n < len(items):
+        raise ValueError(f"cannot set {n} of the {len(items)} training images aside (need 0 < n < {len(items)})")
+    held = sorted(np.random.RandomState(seed).choice(len(items), n, replace=False).tolist())
+    keep = sorted(set(range(len(items))) - set(held))
+    dsets = Datasets([items[i] for i in keep + held], tfms=[tl.tfms for tl in train.tls], n_inp=dls.n_inp,
+                     splits=[list(range(len(keep))), list(range(len(keep), len(items)))])
+    new = dsets.dataloaders(bs=dls.train.bs, val_bs=dls.valid.bs, after_item=list(dls.train.after_item.fs),
+                            after_batch=list(dls.train.after_batch.fs), dl_type=type(dls.train), device=dls.device,
+                            num_workers=dls.train.num_workers)
+    return DataLoaders(new.train, dls.valid, path=dls.path, device=dls.device), new.valid
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-10

@@ -97,6 +97,29 @@ def test_train_flip_average_is_saved_and_a_failed_calibration_loses_nothing(tmp_
     assert torch.load(tmp_path / 'm.pth', weights_only=False)['predict']['flip_average'] is True
 
 
+def test_train_calibrates_on_training_images_it_set_aside(tmp_path, capsys):
+    data = tmp_path / 'imgs'; data.mkdir()
+    rng = np.random.RandomState(3)                            # smooth colour fields: a reachable colourfulness
+    for i in range(12):
+        Image.fromarray(rng.randint(0, 255, (3, 3, 3), dtype=np.uint8)).resize((36, 36), Image.BILINEAR).save(
+            data / f'{i}.png')
+    base = ['train', '--dataset', 'folder', '--data', str(data), '--arch', 'resnet20_cifar', '--no-pretrained',
+            '--size', '32', '--bs', '4', '--epochs', '1', '--colour-epochs', '0']
+    stem = tmp_path / 'm'
+    assert main(base + ['--out', str(stem), '--calibrate', '0', '--calibration-images', '3']) == 0
+    out = capsys.readouterr().out
+    assert 'train: 3 training images set aside for --calibrate (never trained on)' in out
+    assert 'train: 7 training / 2 validation images' in out               # 12 = 10 train + 2 valid; 3 of 10 aside
+    assert "makes the set-aside images' colourfulness the truth's (--calibrate)" in out
+    from colourgan_fastai import load_colourizer
+    assert load_colourizer(stem.with_suffix('.pkl')).model.chroma_gain != 1.   # fitted, saved with the model
+    assert main(base + ['--out', str(tmp_path / 'n'), '--calibration-images', '3']) == 2
+    assert '--calibration-images sets images aside for --calibrate' in capsys.readouterr().err
+    assert main(base + ['--out', str(tmp_path / 'n'), '--calibrate', '0', '--calibration-images', '10']) == 2
+    assert 'cannot set 10 of the 10 training images aside' in capsys.readouterr().err
+    assert not list(tmp_path.glob('n*'))                                  # refused before anything was written
+
+
 def test_cli_errors_are_clear(tmp_path, capsys):
     assert main(['train', '--dataset', 'folder', '--data', str(tmp_path / 'nope'), '--no-pretrained',
                  '--out', str(tmp_path / 'm')]) == 2

@@ -167,6 +167,25 @@ def test_colour_dls_skips_corrupt_and_small_images_naming_them(tmp_path):
     with pytest.warns(UserWarning), pytest.raises(ValueError, match='no usable images'): colour_dls(only_small, size=32)
 
 
+@pytest.mark.parametrize('cache', [False, True])
+def test_hold_out_sets_training_images_aside_for_calibration(tmp_path, cache):
+    from colourgan_fastai import hold_out
+    dls = colour_dls(_folder(tmp_path, 20), size=32, bs=4, valid_pct=0.25, cache=cache)
+    new, held = hold_out(dls, 5, seed=1)
+    kept, aside = set(new.train_ds.items), list(held.dataset.items)
+    assert len(aside) == 5 and kept.isdisjoint(aside) and kept | set(aside) == set(dls.train_ds.items)
+    assert new.valid is dls.valid and type(new.train) is type(dls.train) is type(held)   # validation untouched
+    assert aside == [p for p in dls.train_ds.items if p in set(aside)]          # in the training list's order
+    assert hold_out(dls, 5, seed=1)[1].dataset.items == aside                    # seeded
+    L_, ab = held.one_batch()
+    assert L_.shape == (4, 1, 32, 32) and ab.shape == (4, 2, 32, 32)
+    first, again = (torch.cat([b[1] for b in held]) for _ in range(2))
+    assert len(first) == 5 and torch.equal(first, again)                          # validation form: no random flips
+    assert len(new.train_ds) == 10 and sum(len(b[0]) for b in new.train) == 8    # 15 - 5, in full batches of 4
+    for n in (0, 15):
+        with pytest.raises(ValueError, match=f'cannot set {n} of the 15 training images aside'): hold_out(dls, n)
+
+
 def test_colour_dls_with_valid_folder_and_subset(tmp_path):
     tr, va = tmp_path / 'tr', tmp_path / 'va'; tr.mkdir(); va.mkdir()
     _folder(tr, 8); _folder(va, 3)
