@@ -121,6 +121,12 @@ def test_stl10_binary_records_decode_to_the_written_images(tmp_path):
     assert L.shape == (2, 1, 96, 96)
     rgb = decode_lab(L, ab)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(rgb - imgs[4]).max() < 1
+    from colourgan_fastai import hold_out                    # items that index arrays can be set aside too
+    new, held = hold_out(dls, 1, seed=0)
+    (i,) = held.dataset.items
+    assert len(new.train_ds) == 3 and i not in list(new.train_ds.items)
+    L, ab = held.one_batch()
+    assert np.abs(decode_lab(L, ab)[0].permute(1, 2, 0).numpy() * 255 - imgs[i.index]).max() < 1
 
 
 def test_stl10_folder_layout_and_missing(tmp_path):
