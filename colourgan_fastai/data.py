@@ -53,13 +53,17 @@ def colour_datablock(get_x=None, splitter=None, size=64, flip=True, method=Resiz
                      item_tfms=item_tfms, batch_tfms=[LabSplit()])
 
 
+def _seeded_choice(count, n, seed) -> list:
+    "The sorted positions of a seeded random `n` of `count` items (the one rule for `_subset` and `hold_out`)."
+    return sorted(np.random.RandomState(seed).choice(count, n, replace=False).tolist())
+
+
 def _subset(items, n, seed):
     "Seeded random subset of `n` items (all of them when n is None)."
     items = list(items)
     if n is None or n >= len(items): return items
     if n <= 0: raise ValueError(f"n_train must be positive, got {n}")
-    idx = np.random.RandomState(seed).choice(len(items), n, replace=False)
-    return [items[i] for i in sorted(idx)]
+    return [items[i] for i in _seeded_choice(len(items), n, seed)]
 
 
 def dls_from_lists(train, valid, size, bs, get_x=None, seed=42, cache=False, **kwargs):
@@ -85,7 +89,7 @@ def hold_out(dls, n, seed=42):
     items = list(train.items)
     if not 0 < n < len(items):
         raise ValueError(f"cannot set {n} of the {len(items)} training images aside (need 0 < n < {len(items)})")
-    held = sorted(np.random.RandomState(seed).choice(len(items), n, replace=False).tolist())
+    held = _seeded_choice(len(items), n, seed)
     keep = sorted(set(range(len(items))) - set(held))
     dsets = Datasets([items[i] for i in keep + held], tfms=[tl.tfms for tl in train.tls], n_inp=dls.n_inp,
                      splits=[list(range(len(keep))), list(range(len(keep), len(items)))])
