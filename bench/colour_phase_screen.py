@@ -6,9 +6,13 @@ examples/cifar10_same_dataset.py), trains `--epochs` on `--n-train` CIFAR-10 tra
 what variants are chosen on) and, to report only, on the 5,000 test images with the independent ResNet-32 judge.
 `--flip-average` and `--calibrate GAP` score the variant with test-time flip averaging and with its chroma gain
 calibrated on the tuning images (the tuning set's colourfulness then says only what GAP asked for).
+By default the tuning images are one fixed split inside phase 1's training images (steps 14-16); with
+`--tune-set-aside` they are the ones a phase 1 run with `examples/cifar10_same_dataset.py --set-aside` never saw
+(step 17), and `--choose` applies step 17's rule to the variants scored so.
 
     python bench/colour_phase_screen.py --name cf15_psnr02 --cf 1.5 --psnr 0.2      # one variant -> runs/screen/
     python bench/colour_phase_screen.py --table                                      # the markdown table of all
+    python bench/colour_phase_screen.py --choose                                     # step 17's rule picks one
 """
 import argparse
 import json
@@ -26,6 +30,7 @@ def parser():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--name', help='the variant (its results go to <out>/<name>.json)')
     p.add_argument('--table', action='store_true', help='print the table of every variant in --out')
+    p.add_argument('--choose', action='store_true', help="print the variant in --out that step 17's rule chooses")
     p.add_argument('--data', default='../shared/data'); p.add_argument('--out', default='runs/screen')
     p.add_argument('--weights', default='../shared/weights/resnet20-12fca82f.th')
     p.add_argument('--judge', default='../shared/weights/resnet32-d509ac18.th')
@@ -39,6 +44,10 @@ def parser():
     p.add_argument('--psnr', type=float, default=0., help='PSNRLoss weight')
     p.add_argument('--n-tune', type=int, default=2000, help='held-out training images that choose the variant')
     p.add_argument('--n-test', type=int, help='test images to report on (default: all 5,000)')
+    p.add_argument('--tune-set-aside', action='store_true',
+                   help='tune on the --n-tune images that hold_out(seed=--seed) sets aside from all 50,000, which a '
+                        'phase 1 by examples/cifar10_same_dataset.py --set-aside N (same N and seed) never saw '
+                        '(default: one fixed split for every seed, inside phase 1\'s training images)')
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--flip-average', action='store_true', help='score with test-time flip averaging (use_flip_average)')
     p.add_argument('--calibrate', type=float, metavar='GAP', help='after training, calibrate the chroma gain on the '
@@ -65,19 +74,27 @@ def loss_columns(learn):
     return sorted(n for n in learn.recorder.metric_names if n.startswith('loss_'))
 
 
+def tuning_split(a):
+    "(tuning images, the others): the images variants are chosen on, and the images their colour phase trains on."
+    from colourgan_fastai import cifar10_dls, hold_out
+    if a.tune_set_aside:                       # the images `cifar10_same_dataset.py --set-aside` kept from phase 1
+        rest, tune = hold_out(cifar10_dls(a.data, n_train=None, seed=a.seed, cache=False), a.n_tune, seed=a.seed)
+        return list(tune.items), list(rest.train.items)
+    from fastai.vision.all import get_image_files  # steps 14-16: one split for every seed, inside phase 1's images
+    train = sorted(get_image_files(Path(a.data) / 'cifar10' / 'train'))
+    idx = np.random.RandomState(0).permutation(len(train))
+    return [train[i] for i in sorted(idx[:a.n_tune])], [train[i] for i in sorted(idx[a.n_tune:])]
+
+
 def screen(a):
     from fastai.torch_core import set_seed
-    from fastai.vision.all import get_image_files
     from colourgan_fastai import (dls_from_lists, cifar10_dls, colour_learner, colour_metrics, resnet20_cifar,
                                   score_predictions, train_semantic_colour, use_flip_average, calibrate_colourfulness)
     sys.path.insert(0, str(ROOT / 'examples'))
     import experiment as ex
     from cifar10_same_dataset import Top1, CLASSES
     set_seed(a.seed)
-    train = sorted(get_image_files(Path(a.data) / 'cifar10' / 'train'))
-    idx = np.random.RandomState(0).permutation(len(train))
-    tune = [train[i] for i in sorted(idx[:a.n_tune])]                     # the same images for every variant
-    rest = [train[i] for i in sorted(idx[a.n_tune:])]
+    tune, rest = tuning_split(a)                                          # the same for every variant
     pick = np.random.RandomState(a.seed).choice(len(rest), min(a.n_train, len(rest)), replace=False)
     dls = dls_from_lists([rest[i] for i in sorted(pick)], tune, 32, 64, seed=a.seed, cache=True)
     learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
@@ -94,7 +111,8 @@ def screen(a):
     if a.export: Path(a.export).parent.mkdir(parents=True, exist_ok=True); learn.export(Path(a.export).absolute())
     predict = ex._predict_with(learn)
     tune_labels = [CLASSES.index(Path(f).parent.name) for f in tune]
-    res['rows']['tune'] = score_predictions(dls.valid, predict, colour_metrics() + [Top1(own, tune_labels)])
+    for row, fn in (('tune', predict), ('tune_grey', lambda L, ab: ab * 0), ('tune_truth', lambda L, ab: ab)):
+        res['rows'][row] = score_predictions(dls.valid, fn, colour_metrics() + [Top1(own, tune_labels)])
     test = cifar10_dls(a.data, n_train=64, bs=64, n_valid=a.n_test).valid
     judge = resnet20_cifar(a.judge, depth=32)
     test_labels = [CLASSES.index(Path(f).parent.name) for f in test.items]
@@ -115,9 +133,31 @@ def table(out):
     return '\n'.join(lines)
 
 
+def keeps_fidelity(row, grey):
+    "The goal's fidelity lines on one set of images: PSNR >= grey's - 0.5 dB and SSIM >= grey's - 0.005."
+    return row['psnr'] >= grey['psnr'] - 0.5 and row['ssim'] >= grey['ssim'] - 0.005
+
+
+def choose(out):
+    """Step 17's rule, on the tuning images alone (the goal's lines there, the ResNet-20 standing in for the judge;
+    the colour amount is the same for all, set by `--calibrate`): of the variants in `out` that `keeps_fidelity`,
+    the one with the highest ResNet-20 top-1; if none does, the one with the highest PSNR.
+    Returns (name, {variant: keeps fidelity})."""
+    runs = {f.stem: json.loads(f.read_text())['rows'] for f in sorted(Path(out).glob('*.json'))}
+    runs = {k: r for k, r in runs.items() if 'tune_grey' in r}                # scored with the tuning set's grey
+    if not runs: raise SystemExit(f"no variant in {out} was scored against the tuning images' grey")
+    ok = {k: keeps_fidelity(r['tune'], r['tune_grey']) for k, r in runs.items()}
+    key = (lambda k: runs[k]['tune']['top1']) if any(ok.values()) else (lambda k: runs[k]['tune']['psnr'])
+    return max((k for k in runs if ok[k] or not any(ok.values())), key=key), ok
+
+
 def main(argv=None):
     a = parser().parse_args(argv)
     if a.table: print(table(a.out)); return
+    if a.choose:
+        name, ok = choose(a.out)
+        for k, v in ok.items(): print(f"{k}: {'keeps' if v else 'misses'} the fidelity lines on the tuning images")
+        print(f"chosen: {name}"); return name
     if not a.name: raise SystemExit('--name is required to run a variant')
     r = screen(a)
     print(json.dumps(r['rows'], indent=1))

@@ -13,6 +13,8 @@ stage), images/cifar10_unet_vs_gan_loss.png and images/cifar10_metrics.md.
     python examples/cifar10_same_dataset.py --data ../shared/data                 # both recipes, about 60 min
     python examples/cifar10_same_dataset.py --recipes semantic --seed 43          # one recipe, another seed
     python examples/cifar10_same_dataset.py --recipes semantic --phase1-from runs/cifar10/semantic   # phase 2 only
+    python examples/cifar10_same_dataset.py --recipes semantic --sem-epochs 8 --set-aside 2000 --colourfulness-weight 3 \
+        --psnr-weight 2 --colour-feature-weight 1 --flip-average --calibrate 1     # README, Case 1, step 17's settings
 """
 import argparse
 import json
@@ -29,8 +31,8 @@ from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
-from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab,
-                              train_l1_then_gan, train_semantic_colour)
+from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab, hold_out,
+                              train_l1_then_gan, train_semantic_colour, use_flip_average, calibrate_colourfulness)
 from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
@@ -80,6 +82,16 @@ def parser():
     p.add_argument('--phase1-from', metavar='DIR',
                    help='semantic recipe: continue from DIR/phase1.pth of an earlier run with the same phase-1 settings '
                         '(its time and curve come from DIR/unet_log.csv)')
+    p.add_argument('--colour-feature-weight', type=float, metavar='W',
+                   help="semantic recipe: FeatureLoss weight of the colour phase (default: --feature-weight's)")
+    p.add_argument('--set-aside', type=int, metavar='N',
+                   help='semantic recipe: train on all but N training images, set aside by hold_out(seed=--seed): '
+                        'the tuning images of bench/colour_phase_screen.py --tune-set-aside')
+    p.add_argument('--flip-average', action='store_true',
+                   help='semantic recipe: the final generator averages each prediction with its mirror image\'s')
+    p.add_argument('--calibrate', type=float, metavar='GAP',
+                   help="semantic recipe: after training, fit the chroma gain on the --set-aside images so that their "
+                        "colourfulness is the truth's minus GAP (calibrate_colourfulness)")
     p.add_argument('--n-valid', type=int); p.add_argument('--bs', type=int, default=64)
     p.add_argument('--seed', type=int, default=42)
     p.add_argument('--images', default='images', help='where figures and the table go')
@@ -88,11 +100,18 @@ def parser():
     return p
 
 
+def recipe_dls(recipe, a):
+    """The recipe's DataLoaders (its training images, the test images to validate) and a loader of the training
+    images set aside (semantic recipe with --set-aside; else None)."""
+    n_train = a.seed_n_train if recipe == 'seed' else a.n_train
+    dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
+    return hold_out(dls, a.set_aside, seed=a.seed) if recipe == 'semantic' and a.set_aside else (dls, None)
+
+
 def run_recipe(recipe, a, out):
     "Train one recipe; returns its learner (final weights), its phase-1 state, curves and wall time."
     set_seed(a.seed)
-    n_train = a.seed_n_train if recipe == 'seed' else a.n_train
-    dls = cifar10_dls(a.data, n_train=n_train, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
+    dls, aside = recipe_dls(recipe, a)
     learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
@@ -120,12 +139,19 @@ def run_recipe(recipe, a, out):
         train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=own,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
-                              feature_net=own, feature_weight=a.feature_weight)
+                              feature_net=own, feature_weight=a.feature_weight,
+                              colour_feature_weight=a.colour_feature_weight)
+        if a.flip_average: use_flip_average(learn)
+        gain = calibrate_colourfulness(learn, aside, gap=a.calibrate) if a.calibrate is not None else None
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
         t0 -= earlier
+        fw = a.feature_weight if a.colour_feature_weight is None else a.colour_feature_weight
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
                 f"{f' + {a.feature_weight:g}·feature' if a.feature_weight else ''}{'' if a.no_ema else ' (EMA)'}, then "
-                f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss")
+                f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss"
+                f"{f' + {fw:g}·feature' if fw != a.feature_weight else ''}"
+                f"{'; flip-averaged' if a.flip_average else ''}"
+                f"{f'; chroma gain {gain:.3f} fitted on {a.set_aside} set-aside images' if gain else ''}")
     wall = time.time() - t0
     # CPU seconds of this process: unlike wall time, hardly moved by other work sharing the machine. Unknown
     # when phase 1 ran in an earlier process.
@@ -143,6 +169,8 @@ STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
 
 def main(argv=None):
     a = parser().parse_args(argv)
+    if a.calibrate is not None and not a.set_aside:
+        raise SystemExit('--calibrate fits the chroma gain on training images set aside: give --set-aside N too')
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     judge = resnet20_cifar(a.judge, depth=32)

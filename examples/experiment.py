@@ -20,12 +20,16 @@ def last_fit_curve(learn, epochs):
 
 
 def _predict_with(learn, state=None):
-    "A predict(L, ab) function for score_predictions using the learner's model (optionally with other weights)."
+    """A predict(L, ab) function for score_predictions using the learner's model; or its copy with other weights
+    (`state`, e.g. the phase-1 snapshot), which predicts plainly: no flip averaging or chroma gain set since."""
     model = learn.model
     if state is not None:
         import copy
+        from colourgan_fastai.models import set_predict_settings, ColourUnet
         model = copy.deepcopy(learn.model)
         model.load_state_dict(state, strict=False)
+        for m in model.modules():
+            if isinstance(m, ColourUnet): set_predict_settings(m)
     model.eval()
     return lambda L, ab: model(L)
 

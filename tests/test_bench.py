@@ -1,4 +1,5 @@
 """Keeps bench/run.py working (no timing is asserted: numbers belong in bench/RESULTS.md)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
             '--init', str(tmp_path / 'p1.pth'), '--n-train', '64', '--n-tune', '32', '--n-test', '32',
             '--out', str(tmp_path / 'screen')]
     r = mod['main'](args + ['--name', 'v', '--cf', '0', '--cf-per-image', '1', '--psnr', '0.2'])
-    assert set(r['rows']) == {'tune', 'test'} and 0 <= r['rows']['test']['top1'] <= 1
+    assert set(r['rows']) == {'tune', 'test', 'tune_grey', 'tune_truth'} and 0 <= r['rows']['test']['top1'] <= 1
     assert r['terms'] == ['loss_cf_per_image', 'loss_psnr', 'loss_semantic']      # --sem 0.05: the screen's default
     assert r['rows']['tune']['l1'] > 0 and (tmp_path / 'screen' / 'v.json').exists()
     assert '| v |' in mod['table'](tmp_path / 'screen')
@@ -46,6 +47,46 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     from colourgan_fastai import load_colourizer
     G = load_colourizer(tmp_path / 'f.pkl').model                 # loads, and maps L to ab (checked there)
     assert G.flip_average and G.chroma_gain == r['chroma_gain']   # scored as exported
+    assert r['rows']['tune_truth']['l1'] == 0 and r['rows']['tune_grey']['colourfulness'] < 0.01  # the rule's references
+    assert mod['main'](['--out', str(tmp_path / 'screen'), '--choose']) in {'v', 'f'}
+
+
+def test_step_17_rule_keeps_fidelity_then_takes_the_stand_in_judges_best(tmp_path):
+    "choose(): highest ResNet-20 top-1 among the variants that keep the fidelity lines; else the highest PSNR."
+    import runpy
+    mod = runpy.run_path(str(BENCH.parent / 'colour_phase_screen.py'), run_name='x')
+    grey = dict(psnr=25.0, ssim=0.95)
+    def write(name, psnr, ssim, top1, with_grey=True):
+        rows = dict(tune=dict(psnr=psnr, ssim=ssim, top1=top1), **({'tune_grey': grey} if with_grey else {}))
+        (tmp_path / f'{name}.json').write_text(json.dumps(dict(rows=rows)))
+    with pytest.raises(SystemExit, match='grey'): mod['choose'](tmp_path)
+    write('old', 30, 0.99, 0.99, with_grey=False)                 # steps 14-16's files take no part
+    write('a', 24.6, 0.947, 0.80); write('b', 24.5, 0.945, 0.82)  # both on the lines (b exactly)
+    write('c', 24.4, 0.96, 0.90); write('d', 24.9, 0.944, 0.95)   # PSNR, then SSIM, under its line
+    assert mod['choose'](tmp_path) == ('b', dict(a=True, b=True, c=False, d=False))
+    for f in ('a', 'b'): (tmp_path / f'{f}.json').unlink()
+    assert mod['choose'](tmp_path)[0] == 'd'                      # none keeps fidelity: the highest PSNR
+
+
+def test_screen_tunes_on_exactly_the_images_the_example_set_aside_from_phase_1(shared):
+    "--tune-set-aside: the screen's tuning images are the ones `cifar10_same_dataset.py --set-aside` never trains on."
+    import runpy
+    examples = str(BENCH.parents[1] / 'examples')
+    screen = runpy.run_path(str(BENCH.parent / 'colour_phase_screen.py'), run_name='x')
+    sys.path.insert(0, examples)
+    try: example = runpy.run_path(examples + '/cifar10_same_dataset.py', run_name='x')
+    finally: sys.path.remove(examples)
+    def split(*args): return screen['tuning_split'](screen['parser']().parse_args(['--data', str(shared / 'data'), *args]))
+    def trained(recipe, *args):
+        a = example['parser']().parse_args(['--data', str(shared / 'data'), '--n-valid', '8', *args])
+        return list(example['recipe_dls'](recipe, a).train_ds.items)
+    tune, rest = split('--tune-set-aside', '--n-tune', '300', '--seed', '7')
+    phase1 = trained('semantic', '--set-aside', '300', '--seed', '7')       # all 50,000 but the 300
+    assert len(tune) == 300 and len(phase1) == 49700 and not set(tune) & set(phase1)
+    assert rest == phase1                                  # the colour phase draws from phase 1's images, none other
+    assert split('--tune-set-aside', '--n-tune', '300', '--seed', '8')[0] != tune     # seeded like hold_out
+    assert split('--n-tune', '300', '--seed', '8')[0] == split('--n-tune', '300', '--seed', '7')[0]  # steps 14-16
+    assert len(trained('seed', '--set-aside', '300', '--seed-n-train', '64')) == 64   # the seed recipe: unchanged
 
 
 def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):

@@ -56,11 +56,21 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                 '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--n-train', '64', '--n-valid', '32',
                 '--bs', '32', '--recipes', 'semantic', '--colour-epochs', '1', '--phase1-from',
                 str(tmp_path / 'runs' / 'semantic'), '--images', str(tmp_path / 'img3'), '--out', str(tmp_path / 'runs3')]
-        cont = mod['main'](args + ['--sem-epochs', '1'])
+        # step 17's colour phase: 16 training images set aside, FeatureLoss 1, flip averaging, gain fitted on the 16
+        step17 = ['--set-aside', '16', '--colour-feature-weight', '1', '--flip-average', '--calibrate', '1']
+        cont = mod['main'](args + ['--sem-epochs', '1'] + step17)
         with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
+        with pytest.raises(SystemExit, match='--set-aside'): mod['main'](args + ['--sem-epochs', '1', '--calibrate', '1'])
     finally: sys.path.remove(str(EXAMPLES))
     earlier = pd.read_csv(tmp_path / 'runs/semantic/unet_log.csv')['time']
+    # the phase-1 row is phase 1's weights predicting plainly, though the final generator flips and scales its colour
     assert cont['semantic: phase 1 (L1 + feature loss, EMA)'] == rows['semantic: phase 1 (L1 + feature loss, EMA)']
+    plan = json.loads((tmp_path / 'runs3/semantic/metrics.json').read_text())['plan']
+    assert plan.startswith('48 training images') and '+ 1·feature; flip-averaged; chroma gain' in plan, plan
+    from colourgan_fastai import load_colourizer
+    G = load_colourizer(tmp_path / 'runs3/semantic/final.pkl').model
+    assert G.flip_average and G.chroma_gain != 1                 # exported as scored
+    assert pd.read_csv(tmp_path / 'runs3/semantic/colour_log.csv')['loss_feat'].iloc[-1] > 0
     assert cont['semantic: final (+ colourfulness, PSNR loss)']['train_min'] * 60 >= sum(
         int(t.split(':')[0]) * 60 + int(t.split(':')[1]) for t in earlier)
     assert (tmp_path / 'runs3/semantic/unet_log.csv').exists()

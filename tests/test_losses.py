@@ -166,3 +166,19 @@ def test_the_default_recipe_runs_extra_callbacks_in_the_phase_they_are_given_for
     train_semantic_colour(tiny_learn, 1, 1, phase1_cbs=[Tag('phase1')], colour_cbs=[Tag('colour')])
     assert [t for t, _ in seen] == ['phase1', 'colour']
     assert 'ColourfulnessLoss' not in seen[0][1] and {'ColourfulnessLoss', 'PSNRLoss'} <= seen[1][1]
+
+
+def test_the_default_recipe_can_weight_the_feature_loss_differently_in_the_colour_phase(tiny_learn):
+    from colourgan_fastai import CifarResNet, train_semantic_colour
+    seen = []
+    class Weights(Callback):
+        def before_fit(self): seen.append({type(c).__name__: getattr(c, 'weight', None) for c in self.learn.cbs})
+    net = CifarResNet()
+    returned = train_semantic_colour(tiny_learn, 1, 1, feature_net=net, colour_feature_weight=1.,
+                                     phase1_cbs=[Weights()], colour_cbs=[Weights()])
+    assert [s['FeatureLoss'] for s in seen] == [0.3, 1.]                       # phase 1, then the colour phase
+    assert [c.weight for c in returned if isinstance(c, FeatureLoss)] == [1.]
+    seen.clear()
+    train_semantic_colour(tiny_learn, 1, 1, feature_net=net, colour_feature_weight=0.,
+                          phase1_cbs=[Weights()], colour_cbs=[Weights()])
+    assert seen[0]['FeatureLoss'] == 0.3 and 'FeatureLoss' not in seen[1]     # 0: the colour phase goes without
