@@ -14,7 +14,7 @@ stage), images/cifar10_unet_vs_gan_loss.png and images/cifar10_metrics.md.
     python examples/cifar10_same_dataset.py --recipes semantic --seed 43          # one recipe, another seed
     python examples/cifar10_same_dataset.py --recipes semantic --phase1-from runs/cifar10/semantic   # phase 2 only
     python examples/cifar10_same_dataset.py --recipes semantic --sem-epochs 8 --set-aside 2000 --colourfulness-weight 3 \
-        --psnr-weight 2 --colour-feature-weight 1 --flip-average --calibrate 1     # README, Case 1, step 17's settings
+        --psnr-weight 2 --flip-average --calibrate 1     # README, Case 1, step 17's choice (g) in one run
 """
 import argparse
 import json

@@ -77,16 +77,19 @@ def test_screen_tunes_on_exactly_the_images_the_example_set_aside_from_phase_1(s
     try: example = runpy.run_path(examples + '/cifar10_same_dataset.py', run_name='x')
     finally: sys.path.remove(examples)
     def split(*args): return screen['tuning_split'](screen['parser']().parse_args(['--data', str(shared / 'data'), *args]))
-    def trained(recipe, *args):
+    def trained(recipe, *args):                # (images the recipe trains on, the loader of those set aside)
         a = example['parser']().parse_args(['--data', str(shared / 'data'), '--n-valid', '8', *args])
-        return list(example['recipe_dls'](recipe, a).train_ds.items)
+        dls, aside = example['recipe_dls'](recipe, a)
+        return list(dls.train_ds.items), aside
     tune, rest = split('--tune-set-aside', '--n-tune', '300', '--seed', '7')
-    phase1 = trained('semantic', '--set-aside', '300', '--seed', '7')       # all 50,000 but the 300
+    phase1, aside = trained('semantic', '--set-aside', '300', '--seed', '7')       # all 50,000 but the 300
     assert len(tune) == 300 and len(phase1) == 49700 and not set(tune) & set(phase1)
+    assert list(aside.items) == tune                       # the example's gain is fitted on the screen's tuning images
     assert rest == phase1                                  # the colour phase draws from phase 1's images, none other
     assert split('--tune-set-aside', '--n-tune', '300', '--seed', '8')[0] != tune     # seeded like hold_out
     assert split('--n-tune', '300', '--seed', '8')[0] == split('--n-tune', '300', '--seed', '7')[0]  # steps 14-16
-    assert len(trained('seed', '--set-aside', '300', '--seed-n-train', '64')) == 64   # the seed recipe: unchanged
+    seed_recipe = trained('seed', '--set-aside', '300', '--seed-n-train', '64')
+    assert len(seed_recipe[0]) == 64 and seed_recipe[1] is None                      # the seed recipe: unchanged
 
 
 def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
