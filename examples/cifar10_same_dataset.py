@@ -119,6 +119,7 @@ def run_recipe(recipe, a, out):
     def after_l1(l):
         phase1['curve'], phase1['state'] = [v[1] for v in getattr(l.recorder, 'values', [])], ex.snapshot(l.model)
         l.save('phase1')
+        (out / 'phase1.json').write_text(json.dumps(dict(set_aside=a.set_aside or 0, seed=a.seed)))  # its images
     t0, c0 = time.time(), time.process_time()
     if recipe == 'seed':
         E, G = (20, 20) if a.full else (a.epochs, a.gan_epochs)
@@ -130,6 +131,12 @@ def run_recipe(recipe, a, out):
         earlier = 0.
         if a.phase1_from:
             src = Path(a.phase1_from)
+            if a.set_aside:                        # the gain must be fitted on images phase 1 never trained on
+                meta = src / 'phase1.json'
+                saved = json.loads(meta.read_text()) if meta.exists() else {}
+                if saved != dict(set_aside=a.set_aside, seed=a.seed):
+                    raise SystemExit(f"{src}'s phase 1 did not set the same {a.set_aside} images aside (seed "
+                                     f"{a.seed}): it recorded {saved or 'nothing'}; train phase 1 with --set-aside")
             learn.load((src / 'phase1').absolute(), with_opt=False)
             log = pd.read_csv(src / 'unet_log.csv')
             if len(log) != E: raise SystemExit(f"{src} ran {len(log)} phase-1 epochs, not --sem-epochs {E}")

@@ -56,15 +56,23 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                 '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--n-train', '64', '--n-valid', '32',
                 '--bs', '32', '--recipes', 'semantic', '--colour-epochs', '1', '--phase1-from',
                 str(tmp_path / 'runs' / 'semantic'), '--images', str(tmp_path / 'img3'), '--out', str(tmp_path / 'runs3')]
-        # step 17's colour phase: 16 training images set aside, FeatureLoss 1, flip averaging, gain fitted on the 16
-        step17 = ['--set-aside', '16', '--colour-feature-weight', '1', '--flip-average', '--calibrate', '1']
-        cont = mod['main'](args + ['--sem-epochs', '1'] + step17)
+        cont = mod['main'](args + ['--sem-epochs', '1'])
         with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
         with pytest.raises(SystemExit, match='--set-aside'): mod['main'](args + ['--sem-epochs', '1', '--calibrate', '1'])
+        # step 17's colour phase: 16 training images set aside, FeatureLoss 1, flip averaging, gain fitted on the 16;
+        # refused after a phase 1 that trained on those 16, run whole, then continued from its own phase 1
+        step17 = ['--set-aside', '16', '--colour-feature-weight', '1', '--flip-average', '--calibrate', '1']
+        with pytest.raises(SystemExit, match='did not set the same 16 images aside'):
+            mod['main'](args + ['--sem-epochs', '1'] + step17)
+        whole = mod['main'](args[:args.index('--phase1-from')] + ['--out', str(tmp_path / 'runs4'), '--images',
+                            str(tmp_path / 'img4'), '--sem-epochs', '1'] + step17)
+        args[args.index('--phase1-from') + 1] = str(tmp_path / 'runs4' / 'semantic')
+        again = mod['main'](args + ['--sem-epochs', '1'] + step17)
     finally: sys.path.remove(str(EXAMPLES))
     earlier = pd.read_csv(tmp_path / 'runs/semantic/unet_log.csv')['time']
-    # the phase-1 row is phase 1's weights predicting plainly, though the final generator flips and scales its colour
     assert cont['semantic: phase 1 (L1 + feature loss, EMA)'] == rows['semantic: phase 1 (L1 + feature loss, EMA)']
+    # the phase-1 row is phase 1's weights predicting plainly, though each final generator has its own gain
+    assert again['semantic: phase 1 (L1 + feature loss, EMA)'] == whole['semantic: phase 1 (L1 + feature loss, EMA)']
     plan = json.loads((tmp_path / 'runs3/semantic/metrics.json').read_text())['plan']
     assert plan.startswith('48 training images') and '+ 1·feature; flip-averaged; chroma gain' in plan, plan
     from colourgan_fastai import load_colourizer
