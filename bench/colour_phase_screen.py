@@ -147,8 +147,9 @@ def choose(out):
     runs = {k: r for k, r in runs.items() if 'tune_grey' in r}                # scored with the tuning set's grey
     if not runs: raise SystemExit(f"no variant in {out} was scored against the tuning images' grey")
     ok = {k: keeps_fidelity(r['tune'], r['tune_grey']) for k, r in runs.items()}
-    key = (lambda k: runs[k]['tune']['top1']) if any(ok.values()) else (lambda k: runs[k]['tune']['psnr'])
-    return max((k for k in runs if ok[k] or not any(ok.values())), key=key), ok
+    kept = [k for k in runs if ok[k]]
+    by = 'top1' if kept else 'psnr'
+    return max(kept or runs, key=lambda k: runs[k]['tune'][by]), ok
 
 
 def main(argv=None):

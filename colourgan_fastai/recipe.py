@@ -70,7 +70,7 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=1e-3, colour_lr=3
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
-    if colour_feature_weight is not None and colour_feature_weight != feature_weight:
+    if colour_feature_weight is not None:
         net_terms = network_terms(classifier, semantic_weight, feature_net, colour_feature_weight)
     cf = ([ColourfulnessLoss(colourfulness_weight)] if colourfulness_weight else []) + \
          ([PSNRLoss(psnr_weight)] if psnr_weight else [])

@@ -25,11 +25,10 @@ def _predict_with(learn, state=None):
     model = learn.model
     if state is not None:
         import copy
-        from colourgan_fastai.models import set_predict_settings, ColourUnet
+        from colourgan_fastai.models import set_predict_settings, colour_unet_of
         model = copy.deepcopy(learn.model)
         model.load_state_dict(state, strict=False)
-        for m in model.modules():
-            if isinstance(m, ColourUnet): set_predict_settings(m)
+        set_predict_settings(colour_unet_of(model))
     model.eval()
     return lambda L, ab: model(L)
 
