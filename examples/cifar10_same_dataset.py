@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab, hold_out,
                               train_l1_then_gan, train_semantic_colour, use_flip_average, calibrate_colourfulness)
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT, SEMANTIC_LR
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -84,6 +84,9 @@ def parser():
                         '(its time and curve come from DIR/unet_log.csv)')
     p.add_argument('--colour-feature-weight', type=float, metavar='W',
                    help="semantic recipe: FeatureLoss weight of the colour phase (default: --feature-weight's)")
+    p.add_argument('--encoder-lr-div', type=float, default=1., metavar='D',
+                   help="semantic recipe: phase 1 trains the pretrained encoder at 1/D of the decoder's learning rate "
+                        "(fastai's discriminative learning rates, fit_one_cycle(slice(lr/D, lr)); default 1: one rate)")
     p.add_argument('--set-aside', type=int, metavar='N',
                    help='semantic recipe: train on all but N training images, set aside by hold_out(seed=--seed): '
                         'the tuning images of bench/colour_phase_screen.py --tune-set-aside')
@@ -143,7 +146,8 @@ def run_recipe(recipe, a, out):
             earlier = sum(int(m) * 60 + int(s) for m, s in (t.split(':') for t in log['time']))
             if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
         own = resnet20_cifar(a.weights)                  # the encoder's own network: FeatureLoss, SemanticLoss
-        train_semantic_colour(learn, 0 if a.phase1_from else E, G, classifier=own,
+        lr = slice(SEMANTIC_LR / a.encoder_lr_div, SEMANTIC_LR) if a.encoder_lr_div != 1 else SEMANTIC_LR
+        train_semantic_colour(learn, 0 if a.phase1_from else E, G, lr=lr, classifier=own,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
                               feature_net=own, feature_weight=a.feature_weight,
@@ -154,7 +158,8 @@ def run_recipe(recipe, a, out):
         t0 -= earlier
         fw = a.feature_weight if a.colour_feature_weight is None else a.colour_feature_weight
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
-                f"{f' + {a.feature_weight:g}·feature' if a.feature_weight else ''}{'' if a.no_ema else ' (EMA)'}, then "
+                f"{f' + {a.feature_weight:g}·feature' if a.feature_weight else ''}{'' if a.no_ema else ' (EMA)'}"
+                f"{f' (encoder at lr/{a.encoder_lr_div:g})' if a.encoder_lr_div != 1 else ''}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss"
                 f"{f' + {fw:g}·feature' if fw != a.feature_weight else ''}"
                 f"{'; flip-averaged' if a.flip_average else ''}"
@@ -178,6 +183,9 @@ def main(argv=None):
     a = parser().parse_args(argv)
     if a.calibrate is not None and not a.set_aside:
         raise SystemExit('--calibrate fits the chroma gain on training images set aside: give --set-aside N too')
+    if not a.encoder_lr_div > 0: raise SystemExit(f'--encoder-lr-div must be positive, not {a.encoder_lr_div:g}')
+    if a.encoder_lr_div != 1 and a.phase1_from:
+        raise SystemExit('--encoder-lr-div sets phase 1\'s learning rates, and with --phase1-from phase 1 does not run')
     images, out = Path(a.images), Path(a.out)
     images.mkdir(parents=True, exist_ok=True)
     judge = resnet20_cifar(a.judge, depth=32)

@@ -18,7 +18,7 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         rows = mod['main'](['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
                             '--judge', str(shared / 'weights/resnet32-d509ac18.th'),
                             '--seed-n-train', '64', '--n-train', '64', '--n-valid', '32', '--bs', '32', '--epochs', '1',
-                            '--gan-epochs', '2', '--sem-epochs', '1', '--colour-epochs', '1',
+                            '--gan-epochs', '2', '--sem-epochs', '1', '--colour-epochs', '1', '--encoder-lr-div', '10',
                             '--images', str(tmp_path / 'img'), '--out', str(tmp_path / 'runs')])
     finally: sys.path.remove(str(EXAMPLES))
     assert list(rows) == ['grey (ab = 0)', 'seed: U-Net only (L1)', 'seed: U-Net + GAN',
@@ -35,6 +35,7 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         for f in ('phase1.pth', 'final.pth', 'final.pkl', 'metrics.json'): assert (tmp_path / 'runs' / r / f).exists()
     saved = json.loads((tmp_path / 'runs/seed/metrics.json').read_text())
     assert [len(saved['curves'][k]) for k in ('phase1', 'phase2')] == [1, 2]     # one validation loss per epoch
+    assert '(EMA) (encoder at lr/10), then' in json.loads((tmp_path / 'runs/semantic/metrics.json').read_text())['plan']
     assert saved['wall_s'] > saved['valid_s'] > 0 and saved['cpu_s'] > 0
     for f in ('seed/unet_log.csv', 'seed/gan_log.csv', 'semantic/unet_log.csv', 'semantic/colour_log.csv'):
         assert (tmp_path / 'runs' / f).exists(), f
@@ -59,6 +60,10 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         cont = mod['main'](args + ['--sem-epochs', '1'])
         with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
         with pytest.raises(SystemExit, match='--set-aside'): mod['main'](args + ['--sem-epochs', '1', '--calibrate', '1'])
+        with pytest.raises(SystemExit, match='--encoder-lr-div must be positive'):
+            mod['main'](args + ['--sem-epochs', '1', '--encoder-lr-div', '0'])
+        with pytest.raises(SystemExit, match='with --phase1-from phase 1 does not run'):
+            mod['main'](args + ['--sem-epochs', '1', '--encoder-lr-div', '10'])
         # step 17's colour phase: 16 training images set aside, FeatureLoss 1, flip averaging, gain fitted on the 16;
         # refused after a phase 1 that trained on those 16, run whole, then continued from its own phase 1
         step17 = ['--set-aside', '16', '--colour-feature-weight', '1', '--flip-average', '--calibrate', '1']

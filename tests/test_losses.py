@@ -182,3 +182,20 @@ def test_the_default_recipe_can_weight_the_feature_loss_differently_in_the_colou
     train_semantic_colour(tiny_learn, 1, 1, feature_net=net, colour_feature_weight=0.,
                           phase1_cbs=[Weights()], colour_cbs=[Weights()])
     assert seen[0]['FeatureLoss'] == 0.3 and 'FeatureLoss' not in seen[1]     # 0: the colour phase goes without
+
+
+def test_the_default_recipe_takes_discriminative_learning_rates_for_phase_1(tiny_learn):
+    "lr=slice(lo, hi): phase 1 trains the pretrained encoder at lo, the decoder at hi; the colour phase at one rate."
+    from colourgan_fastai import train_semantic_colour
+    peaks = {}
+    class Peak(Callback):
+        def __init__(self, phase): self.phase = phase
+        def after_batch(self):
+            lrs = [h['lr'] for h in self.opt.hypers]
+            old = peaks.get(self.phase, [0.] * len(lrs))
+            peaks[self.phase] = [max(a, b) for a, b in zip(old, lrs)]
+    train_semantic_colour(tiny_learn, 1, 1, lr=slice(1e-4, 1e-3), colour_lr=3e-4,
+                          phase1_cbs=[Peak('phase1')], colour_cbs=[Peak('colour')])
+    enc, dec = peaks['phase1']
+    assert len(peaks['phase1']) == 2 and enc == pytest.approx(dec / 10, rel=1e-6) and 0 < dec <= 1e-3
+    assert peaks['colour'][0] == pytest.approx(peaks['colour'][1]) and peaks['colour'][1] <= 3e-4
