@@ -22,7 +22,7 @@ COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, 
 PHOTO_COLOURFULNESS_WEIGHT = 0.5    # on 96-160 px photos: the same colour amount, +0.5 dB, a third fewer blotches
 PSNR_WEIGHT = 0.2           # the colour phase's PSNRLoss, screened with COLOURFULNESS_WEIGHT (README, Case 1)
 FEATURE_WEIGHT = 0.3        # FeatureLoss's, when a feature_net is given (set from the gradient scale: README, step 12)
-SEMANTIC_LR = 1e-3          # phase 1's peak learning rate (a slice(lo, hi) gives the encoder lo: discriminative rates)
+PHASE1_LR = 1e-3            # phase 1's peak learning rate (a slice(lo, hi) gives the encoder lo: discriminative rates)
 
 
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
@@ -50,23 +50,24 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
     return gan
 
 
-def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=SEMANTIC_LR, colour_lr=3e-4, classifier=None,
+def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour_lr=3e-4, classifier=None,
                           semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT,
                           colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
                           colour_feature_weight=None, ema=True, csv_logs=False, after_l1=None, phase1_cbs=(),
                           colour_cbs=()):
-    """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA
-    of G's weights (`lr=slice(lo, hi)`: fastai's discriminative rates, the encoder at `lo`, the decoder at `hi`). Phase 2: `fit_one_cycle(colour_epochs, colour_lr)` adding `ColourfulnessLoss` and `PSNRLoss`
-    (a weight of 0 leaves a term out; for photos pass `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as
-    `colourgan train` does: 1.5 paints them a sepia cast, README Case 2). Given a `classifier` (the encoder's own
-    pretrained RGB classifier), both phases add `semantic_weight` * KL through it. The default is no classifier:
-    on CIFAR-10 the term cost 0.6 dB at the end and did not raise an independent judge's top-1 (two seeds), and
-    through ImageNet's 1000 classes it turns adversarial (README). Given a `feature_net` (the encoder's own
-    pretrained network), both phases add `feature_weight` * `FeatureLoss` through it (`colour_feature_weight`, if
-    given, is phase 2's instead: README, Case 1, steps 16-17). `after_l1(learn)` runs between the phases;
-    `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1 model); `phase1_cbs` are extra callbacks for
-    phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2 (e.g. another colour term: pass a `LossTerm`
-    in both to use it throughout). Returns the recipe's own loss terms."""
+    """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA of
+    G's weights (`lr=slice(lo, hi)`: fastai's discriminative rates, the encoder at `lo`, the decoder at `hi`;
+    README, Case 1, step 18 measured lo = hi/10 and kept one rate). Phase 2: `fit_one_cycle(colour_epochs,
+    colour_lr)` adding `ColourfulnessLoss` and `PSNRLoss` (a weight of 0 leaves a term out; for photos pass
+    `colourfulness_weight=PHOTO_COLOURFULNESS_WEIGHT`, as `colourgan train` does: 1.5 paints them a sepia cast,
+    README Case 2). Given a `classifier` (the encoder's own pretrained RGB classifier), both phases add
+    `semantic_weight` * KL through it. The default is no classifier: on CIFAR-10 the term cost 0.6 dB at the end and
+    did not raise an independent judge's top-1 (two seeds), and through ImageNet's 1000 classes it turns adversarial
+    (README). Given a `feature_net` (the encoder's own pretrained network), both phases add `feature_weight` *
+    `FeatureLoss` through it (`colour_feature_weight`, if given, is phase 2's instead: README, Case 1, steps 16-17).
+    `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1
+    model); `phase1_cbs` are extra callbacks for phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2
+    (e.g. another colour term: pass a `LossTerm` in both to use it throughout). Returns the recipe's own loss terms."""
     net_terms = network_terms(classifier, semantic_weight, feature_net, feature_weight)
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab, hold_out,
                               train_l1_then_gan, train_semantic_colour, use_flip_average, calibrate_colourfulness)
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT, SEMANTIC_LR
+from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT, PHASE1_LR
 
 CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()
 
@@ -146,7 +146,7 @@ def run_recipe(recipe, a, out):
             earlier = sum(int(m) * 60 + int(s) for m, s in (t.split(':') for t in log['time']))
             if src.resolve() != out.resolve(): shutil.copy(src / 'unet_log.csv', out / 'unet_log.csv')
         own = resnet20_cifar(a.weights)                  # the encoder's own network: FeatureLoss, SemanticLoss
-        lr = slice(SEMANTIC_LR / a.encoder_lr_div, SEMANTIC_LR) if a.encoder_lr_div != 1 else SEMANTIC_LR
+        lr = slice(PHASE1_LR / a.encoder_lr_div, PHASE1_LR) if a.encoder_lr_div != 1 else PHASE1_LR
         train_semantic_colour(learn, 0 if a.phase1_from else E, G, lr=lr, classifier=own,
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
