@@ -39,6 +39,8 @@ def parser():
     p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--sem', type=float, default=0.05)
     p.add_argument('--feature', type=float, default=0.,
                    help="FeatureLoss weight through the ResNet-20 (0.3 in today's recipe; the table's rows ran with 0)")
+    p.add_argument('--class-weight', type=float, default=0., help='ClassGuidanceLoss weight (a U-Net with a class '
+                   "guide, as the phase-1 model of cifar10_same_dataset.py --class-weight)")
     p.add_argument('--cf', type=float, default=1., help='ColourfulnessLoss weight (batch-mean gap)')
     p.add_argument('--cf-per-image', type=float, default=0., help='weight of a per-image colourfulness gap')
     p.add_argument('--psnr', type=float, default=0., help='PSNRLoss weight')
@@ -97,12 +99,13 @@ def screen(a):
     tune, rest = tuning_split(a)                                          # the same for every variant
     pick = np.random.RandomState(a.seed).choice(len(rest), min(a.n_train, len(rest)), replace=False)
     dls = dls_from_lists([rest[i] for i in sorted(pick)], tune, 32, 64, seed=a.seed, cache=True)
-    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics(),
+                           class_guidance=len(CLASSES) if a.class_weight else None)
     learn.load(Path(a.init).with_suffix('').absolute(), with_opt=False)
     own = resnet20_cifar(a.weights)
     t0 = time.time()
     train_semantic_colour(learn, 0, a.epochs, colour_lr=a.lr, classifier=own, semantic_weight=a.sem,
-                          feature_net=own, feature_weight=a.feature,
+                          feature_net=own, feature_weight=a.feature, class_net=own, class_weight=a.class_weight,
                           colourfulness_weight=a.cf, psnr_weight=a.psnr,         # the recipe's colour phase alone
                           colour_cbs=[per_image_cf_loss(a.cf_per_image)] if a.cf_per_image else [])
     res = dict(args=vars(a), train_s=time.time() - t0, terms=loss_columns(learn), rows={})

@@ -85,7 +85,7 @@ def _dls_for(a):
 
 def cmd_train(a):
     from fastai.torch_core import set_seed
-    from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing
+    from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing, n_classes
     from .recipe import (train_l1_then_gan, train_semantic_colour, COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT,
                          PSNR_WEIGHT, FEATURE_WEIGHT)
     out = Path(a.out)
@@ -100,15 +100,20 @@ def cmd_train(a):
         raise ValueError(f"--progressive-epochs must be between 0 and the {epochs} phase-1 epochs")
     if a.calibration_images is not None and a.calibrate is None:
         raise ValueError("--calibration-images sets images aside for --calibrate; give --calibrate GAP too")
+    pretrained = not a.no_pretrained
+    feat = a.feature_weight if a.feature_weight is not None else FEATURE_WEIGHT   # CIFAR-10 and photos: README
+    guided = a.recipe == 'semantic' and bool(a.class_weight)
+    own = encoder_classifier(a.arch, pretrained, a.encoder_weights) if guided else None   # its classes size the guide
+    if guided and own is None: raise ValueError("--class-weight needs an encoder with a pretrained classifier")
     set_seed(a.seed)
     dls, held = _dls_for(a), None
     if a.calibration_images is not None:
         from .data import hold_out
         dls, held = hold_out(dls, a.calibration_images, a.seed)
         print(f"train: {a.calibration_images} training images set aside for --calibrate (never trained on)")
-    pretrained = not a.no_pretrained
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
-                           metrics=colour_metrics())
+                           metrics=colour_metrics(),
+                           class_guidance=n_classes(own, dls.one_batch()[0].shape[-2:]) if guided else None)
     if a.init:
         init = Path(a.init).with_suffix('.pth')
         if not init.is_file():
@@ -135,10 +140,10 @@ def cmd_train(a):
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
     else:
-        feat = a.feature_weight if a.feature_weight is not None else FEATURE_WEIGHT   # CIFAR-10 and photos: README
-        own = (encoder_classifier(a.arch, pretrained, a.encoder_weights)      # the encoder's own pretrained network
-               if a.semantic_weight or feat else None)
-        for term, w in (('SemanticLoss', a.semantic_weight), ('FeatureLoss', feat)):
+        if own is None and (a.semantic_weight or feat):           # the encoder's own pretrained network, if it has one
+            own = encoder_classifier(a.arch, pretrained, a.encoder_weights)
+        terms = (('SemanticLoss', a.semantic_weight), ('FeatureLoss', feat), ('ClassGuidanceLoss', a.class_weight))
+        for term, w in terms:
             if w: print(f"train: {term}({w:g}) through the encoder's pretrained network, in both phases" if own is not None
                         else f"train: the encoder has no pretrained network, so {term} is left out")
         cf = a.colourfulness_weight if a.colourfulness_weight is not None else \
@@ -147,7 +152,7 @@ def cmd_train(a):
         print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({psnr:g})")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=own,
                               semantic_weight=a.semantic_weight, feature_net=own, feature_weight=feat,
-                              colourfulness_weight=cf,
+                              class_net=own, class_weight=a.class_weight, colourfulness_weight=cf,
                               psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs)
         calibrated = _predict_settings(learn, a, held)
         learn.save(out.name)
@@ -270,6 +275,9 @@ def build_parser():
     t.add_argument('--feature-weight', type=float, help="semantic: weight of FeatureLoss (perceptual) through the "
                    "encoder's own pretrained network, in both phases (default: FEATURE_WEIGHT, 0.3: on CIFAR-10 and "
                    "on photos it raised fidelity and cut blotches, two seeds each; 0 turns it off)")
+    t.add_argument('--class-weight', type=float, default=0., help="semantic: W > 0 adds a class guide to the U-Net "
+                   "and W * ClassGuidanceLoss through the encoder's own classifier, in both phases (default 0, off: "
+                   "README, Case 1, step 19)")
     t.add_argument('--init', metavar='MODEL', help="start from a model's weights saved by train (e.g. "
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--colourfulness-weight', type=float, help='semantic: weight of ColourfulnessLoss in the colour '

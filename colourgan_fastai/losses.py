@@ -16,6 +16,10 @@ Each callback adds a term to `learn.loss_grad` on training batches only (validat
 - `FeatureLoss(net, weight, layers)`: a perceptual loss (DeOldify's NoGAN pretrains G on one): the L1 distance
   between a frozen network's activations on the predicted and on the true colours, at a few layers, each relative
   to the mean size of the true activations. Gradients reach G only.
+- `ClassGuidanceLoss(classifier, weight)`: KL(softmax(clf(true RGB)) || softmax(G's class logits)) for a U-Net with
+  a `ClassGuide` (`class_guidance=n_classes`): ChromaGAN's class-distribution loss, which teaches the U-Net's deepest
+  features, from L alone, what a classifier sees in the true colours. Unlike `SemanticLoss` it never passes the
+  predicted colours through the classifier: only the true ones, without gradients.
 - `WeightEMA(decay)`: an exponential moving average of G's weights (standard in modern GANs), swapped in for
   validation and at the end of training.
 
@@ -23,6 +27,7 @@ They run after `GANColourizer` (order 20), so under a GAN they add to BCE + lamb
 lambda.
 """
 import copy
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +39,9 @@ from fastai.callback.hook import hook_outputs
 from .lab import decode_lab
 from .metrics import colourfulness, TrainLossColumn
 
-__all__ = ['LossTerm', 'FrozenNetTerm', 'SemanticLoss', 'FeatureLoss', 'ColourfulnessLoss', 'PSNRLoss', 'WeightEMA', 'semantic_kl',
-           'feature_distance', 'colourfulness_gap', 'log_mse']
+__all__ = ['LossTerm', 'FrozenNetTerm', 'SemanticLoss', 'FeatureLoss', 'ClassGuidanceLoss', 'ColourfulnessLoss',
+           'PSNRLoss', 'WeightEMA', 'semantic_kl', 'feature_distance', 'guidance_kl', 'n_classes', 'frozen_copy',
+           'truth_pass', 'colourfulness_gap', 'log_mse']
 
 
 class LossTerm(Callback):
@@ -82,14 +88,48 @@ def semantic_kl(clf, stats, L_, pred, target, temperature=1.):
     return F.kl_div(p_pred, p_true, reduction='batchmean', log_target=True)
 
 
+_FROZEN = weakref.WeakKeyDictionary()          # source network -> (its weights' versions, its frozen copy)
+
+
+def _versions(net): return tuple((id(t), t._version) for t in [*net.parameters(), *net.buffers()])
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A copy of `net` in eval mode with its parameters never trained; one per source network while the source's
+    weights stay as they were, so that the terms built from it share the copy and, through `truth_pass`, its pass
+    over each batch's true colours. A source trained or loaded since gets a fresh copy."""
+    seen = _FROZEN.get(net)
+    if seen is None or seen[0] != _versions(net):
+        seen = _FROZEN[net] = (_versions(net), copy.deepcopy(net).eval().requires_grad_(False))
+    return seen[1]
+
+
+def truth_pass(net, stats, L_, target, layers=()):
+    """(output, [activation of each of `layers`]) of `net` on the true colours (L, target), without gradients. The
+    result is kept on `net` until another target comes, so the terms through one network pay for one pass per batch
+    (the first term to ask should name every layer; `ClassGuidanceLoss` runs after `FeatureLoss` for that)."""
+    memo, key = net.__dict__.get('_truth_memo'), (target._version, stats)
+    if memo is not None and memo[0] is target and memo[1] == key and all(l in memo[3] for l in layers):
+        return memo[2], [memo[3][l] for l in layers]
+    with torch.no_grad():
+        if layers:
+            with hook_outputs(layers) as h:
+                out = net(_net_input(stats, L_)(L_, target))
+                acts = {l: o.float() for l, o in zip(layers, h.stored)}
+        else: out, acts = net(_net_input(stats, L_)(L_, target)), {}
+    out = out.float()
+    net.__dict__['_truth_memo'] = (target, key, out, acts)
+    return out, [acts[l] for l in layers]
+
+
 class FrozenNetTerm(LossTerm):
-    """Base class of the terms computed through a pretrained RGB network: keeps a copy of `net` in eval mode, its
-    parameters never trained, on G's device; `stats`: its input normalisation (default: its `stats` attribute, as
-    `resnet20_cifar` sets, else ImageNet's)."""
+    """Base class of the terms computed through a pretrained RGB network: keeps a frozen copy of `net` (eval mode,
+    parameters never trained; `frozen_copy`, shared with the other terms built from `net`) on G's device; `stats`:
+    its input normalisation (default: its `stats` attribute, as `resnet20_cifar` sets, else ImageNet's)."""
     def __init__(self, net, weight=1., stats=None):
         super().__init__(weight)
         if not isinstance(net, nn.Module): raise TypeError(f"{type(self).__name__}: the network must be an nn.Module")
-        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.net = frozen_copy(net)
         from .encoders import IMAGENET_STATS
         self.stats = stats or getattr(net, 'stats', IMAGENET_STATS)
 
@@ -97,6 +137,10 @@ class FrozenNetTerm(LossTerm):
         super().before_fit()
         p = next(get_model(self.learn.model).parameters())
         self.net.to(p.device).eval()
+
+    def after_fit(self):
+        super().after_fit()
+        self.net.__dict__.pop('_truth_memo', None)          # no batch tensors left behind
 
 
 class SemanticLoss(FrozenNetTerm):
@@ -117,16 +161,64 @@ class SemanticLoss(FrozenNetTerm):
     def term(self, L_, pred, target): return semantic_kl(self.net, self.stats, L_, pred, target, self.temperature)
 
 
+def n_classes(classifier, img_size=(32, 32)) -> int:
+    "How many classes `classifier` (an RGB network) scores: the size of its output for one image of `img_size`."
+    p = next(classifier.parameters())
+    was = classifier.training
+    try:
+        with torch.no_grad():
+            return classifier.eval()(torch.zeros(1, 3, *img_size, device=p.device, dtype=p.dtype)).shape[-1]
+    finally: classifier.train(was)
+
+
+def guidance_kl(clf, stats, L_, target, logits, temperature=1.):
+    """KL(p_true || softmax(logits)) where p_true is the classifier's softmax on the true colours (computed without
+    gradients), mean over the batch: 0 when the logits equal the classifier's up to a constant."""
+    p_true = F.log_softmax(truth_pass(clf, stats, L_, target)[0] / temperature, 1)
+    return F.kl_div(F.log_softmax(_plain(logits).float(), 1), p_true, reduction='batchmean', log_target=True)
+
+
+class ClassGuidanceLoss(FrozenNetTerm):
+    """`weight` * `guidance_kl`: trains the `ClassGuide` of a U-Net built with `class_guidance=n_classes` (and,
+    through it, the features it reads) to predict from L what a frozen classifier sees in the true colours. Global
+    class guidance for every pixel's colour (Iizuka et al. 2016, ChromaGAN). `classifier`: a frozen RGB classifier
+    with n_classes outputs (a copy is kept, in eval mode, never trained); use the encoder's own pretrained network,
+    never the classifier that judges the results. `stats`: as for `SemanticLoss`. Refuses a U-Net without a guide,
+    or one whose guide has another number of classes, when `fit` starts. The default weight balances the term's
+    gradient on the encoder with L1's once the guide has learnt a little (the KL's is ~150 times L1's there:
+    bench/gradient_scale.py, README, Case 1, step 19)."""
+    name = 'loss_class'
+    order = LossTerm.order + 1          # after FeatureLoss through the same network: its pass on the truth is reused
+
+    def __init__(self, classifier, weight=0.003, stats=None, temperature=1.):
+        super().__init__(classifier, weight, stats)
+        self.temperature = temperature
+
+    def before_fit(self):
+        super().before_fit()
+        from .models import colour_unet_of
+        G = colour_unet_of(self.learn)
+        self._guide = G.guide
+        if self._guide is None:
+            raise ValueError("ClassGuidanceLoss needs a U-Net with a class guide: build it with "
+                             "colour_learner(..., class_guidance=n_classes)")
+        if (n := n_classes(self.net, G.img_size)) != self._guide.n_classes:
+            raise ValueError(f"ClassGuidanceLoss: the classifier has {n} classes, the U-Net's guide "
+                             f"{self._guide.n_classes}")
+
+    def term(self, L_, pred, target):
+        logits, self._guide.logits = self._guide.logits, None
+        if logits is None: raise RuntimeError("ClassGuidanceLoss: the guide kept no logits (was G in training mode?)")
+        return guidance_kl(self.net, self.stats, L_, target, logits, self.temperature)
+
+
 def feature_distance(net, stats, layers, L_, pred, target):
     """Mean over `layers` (modules of `net`) of mean|f(pred) - f(true)| / mean|f(true)|, where f is the layer's
     activation when `net` sees the decoded RGB, normalised by `stats` = (mean, std). 0 when pred == target; the
     true pass runs without gradients."""
-    rgb = _net_input(stats, L_)
+    true = truth_pass(net, stats, L_, target, layers)[1]
     with hook_outputs(layers, detach=False) as h:
-        with torch.no_grad():
-            net(rgb(L_, target))
-            true = [o.detach().float() for o in h.stored]
-        net(rgb(L_, pred))
+        net(_net_input(stats, L_)(L_, pred))
         return sum((o.float() - t).abs().mean() / t.abs().mean().clamp_min(1e-6)
                    for o, t in zip(h.stored, true)) / len(true)
 

@@ -9,7 +9,7 @@ from fastai.vision.all import DynamicUnet
 
 from .encoders import encoder_body
 
-__all__ = ['colour_unet', 'ColourUnet', 'use_flip_average', 'colour_unet_of', 'predict_settings',
+__all__ = ['colour_unet', 'ColourUnet', 'ClassGuide', 'use_flip_average', 'colour_unet_of', 'predict_settings',
            'set_predict_settings', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator', 'patch_layers_for',
            'as_plain']
 
@@ -25,6 +25,29 @@ def _plain_input(x, channels_last):
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
 
 
+class ClassGuide(nn.Module):
+    """Global class guidance (Iizuka et al. 2016's fusion layer; ChromaGAN's class branch), placed after the U-Net's
+    middle convolutions: a linear head reads the class logits off the spatial mean of the deepest features, and
+    their softmax, mapped back to the feature channels, is added at every position, so that every pixel's colour
+    can depend on what the whole image shows. The fusion starts at zero: a new guided U-Net computes what the plain
+    one computes until training moves it. `ClassGuidanceLoss` trains the head; in training mode the logits of the
+    last forward pass are kept in `logits` for it (never in eval mode, so exports carry no tensors)."""
+    def __init__(self, n_channels, n_classes):
+        super().__init__()
+        if n_classes < 2: raise ValueError(f"ClassGuide: n_classes must be at least 2, got {n_classes}")
+        self.head, self.fuse = nn.Linear(n_channels, n_classes), nn.Linear(n_classes, n_channels)
+        nn.init.zeros_(self.fuse.weight); nn.init.zeros_(self.fuse.bias)
+        self.logits = None
+
+    @property
+    def n_classes(self): return self.head.out_features
+
+    def forward(self, x):
+        logits = self.head(x.mean((2, 3)))
+        self.logits = logits if self.training else None
+        return x + self.fuse(logits.softmax(1))[:, :, None, None]
+
+
 class ColourUnet(DynamicUnet):
     """fastai's DynamicUnet taking L (1 channel) and returning ab (2 channels); remembers the size it was built for.
     `channels_last`: keep weights and activations in channels-last memory layout (faster; same maths).
@@ -32,13 +55,21 @@ class ColourUnet(DynamicUnet):
     `learn.export` carries them to every later prediction):
     `flip_average`: predict the mean of ab for the image and the mirror image of ab for its mirror (test-time
     augmentation, twice the inference cost; set it with `use_flip_average`);
-    `chroma_gain`: multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`)."""
+    `chroma_gain`: multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`).
+    `class_guidance`: a number of classes adds a `ClassGuide` at the end of the middle convolutions (`guide`), to be
+    trained by `ClassGuidanceLoss`; the other layers keep their names, so a plain U-Net's weights load into it."""
     def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, flip_average=False,
-                 **kwargs):
+                 class_guidance=None, **kwargs):
         super().__init__(encoder, n_out, img_size, y_range=y_range, **kwargs)
+        if class_guidance: self.layers[3].append(ClassGuide(self.layers[3][-1][0].out_channels, int(class_guidance)))
         self.img_size, self.n_out, self.channels_last = tuple(img_size), n_out, channels_last
         self.flip_average, self.chroma_gain, self.ab_range = flip_average, 1., tuple(y_range)
         if channels_last: self.to(memory_format=torch.channels_last)
+
+    @property
+    def guide(self):
+        "The `ClassGuide` of a U-Net built with `class_guidance`, else None."
+        return next((m for m in self.layers[3] if isinstance(m, ClassGuide)), None)
 
     def forward(self, x):
         cl = getattr(self, 'channels_last', False)

@@ -12,7 +12,7 @@
 from fastai.callback.progress import CSVLogger
 
 from .gan import GANColourizer
-from .losses import SemanticLoss, FeatureLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
+from .losses import SemanticLoss, FeatureLoss, ClassGuidanceLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
 
 __all__ = ['train_l1_then_gan', 'train_semantic_colour', 'PHOTO_COLOURFULNESS_WEIGHT', 'PSNR_WEIGHT', 'FEATURE_WEIGHT',
            'RECIPES']
@@ -22,17 +22,21 @@ COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, 
 PHOTO_COLOURFULNESS_WEIGHT = 0.5    # on 96-160 px photos: the same colour amount, +0.5 dB, a third fewer blotches
 PSNR_WEIGHT = 0.2           # the colour phase's PSNRLoss, screened with COLOURFULNESS_WEIGHT (README, Case 1)
 FEATURE_WEIGHT = 0.3        # FeatureLoss's, when a feature_net is given (set from the gradient scale: README, step 12)
+CLASS_WEIGHT = 0.003        # ClassGuidanceLoss's, when a class_net is given (gradient scale; README, step 19)
 PHASE1_LR = 1e-3            # phase 1's peak learning rate (a slice(lo, hi) gives the encoder lo: discriminative rates)
 
 
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
 
 
-def network_terms(classifier=None, semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT):
+def network_terms(classifier=None, semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT,
+                  class_net=None, class_weight=CLASS_WEIGHT):
     """The loss terms through pretrained networks that `train_semantic_colour` adds to both phases (a weight of 0 or
-    no network leaves a term out): `SemanticLoss` through `classifier`, `FeatureLoss` through `feature_net`."""
+    no network leaves a term out): `SemanticLoss` through `classifier`, `FeatureLoss` through `feature_net`,
+    `ClassGuidanceLoss` through `class_net` (for a U-Net built with `class_guidance`)."""
     return ([SemanticLoss(classifier, semantic_weight)] if classifier is not None and semantic_weight else []) + \
-           ([FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else [])
+           ([FeatureLoss(feature_net, feature_weight)] if feature_net is not None and feature_weight else []) + \
+           ([ClassGuidanceLoss(class_net, class_weight)] if class_net is not None and class_weight else [])
 
 
 def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lambda_l1=100., csv_logs=False,
@@ -53,7 +57,7 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour_lr=3e-4, classifier=None,
                           semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT,
                           colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
-                          colour_feature_weight=None, ema=True, csv_logs=False, after_l1=None, phase1_cbs=(),
+                          colour_feature_weight=None, class_net=None, class_weight=CLASS_WEIGHT, ema=True, csv_logs=False, after_l1=None, phase1_cbs=(),
                           colour_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA of
     G's weights (`lr=slice(lo, hi)`: fastai's discriminative rates, the encoder at `lo`, the decoder at `hi`;
@@ -65,15 +69,18 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour
     did not raise an independent judge's top-1 (two seeds), and through ImageNet's 1000 classes it turns adversarial
     (README). Given a `feature_net` (the encoder's own pretrained network), both phases add `feature_weight` *
     `FeatureLoss` through it (`colour_feature_weight`, if given, is phase 2's instead: README, Case 1, steps 16-17).
+    Given a `class_net` (the encoder's own pretrained classifier) and a U-Net built with `class_guidance` (its number
+    of classes), both phases add `class_weight` * `ClassGuidanceLoss` through it (README, Case 1, step 19).
     `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1
     model); `phase1_cbs` are extra callbacks for phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2
     (e.g. another colour term: pass a `LossTerm` in both to use it throughout). Returns the recipe's own loss terms."""
-    net_terms = network_terms(classifier, semantic_weight, feature_net, feature_weight)
+    net_terms = network_terms(classifier, semantic_weight, feature_net, feature_weight, class_net, class_weight)
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
     if colour_feature_weight is not None:
-        net_terms = network_terms(classifier, semantic_weight, feature_net, colour_feature_weight)
+        net_terms = network_terms(classifier, semantic_weight, feature_net, colour_feature_weight, class_net,
+                                  class_weight)
     cf = ([ColourfulnessLoss(colourfulness_weight)] if colourfulness_weight else []) + \
          ([PSNRLoss(psnr_weight)] if psnr_weight else [])
     if colour_epochs:

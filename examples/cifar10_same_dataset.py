@@ -87,6 +87,9 @@ def parser():
     p.add_argument('--encoder-lr-div', type=float, default=1., metavar='D',
                    help="semantic recipe: phase 1 trains the pretrained encoder at 1/D of the decoder's learning rate "
                         "(fastai's discriminative learning rates, fit_one_cycle(slice(lr/D, lr)); default 1: one rate)")
+    p.add_argument('--class-weight', type=float, default=0., metavar='W',
+                   help="semantic recipe: W > 0 builds the U-Net with a class guide (class_guidance=10) and adds "
+                        "W * ClassGuidanceLoss through the encoder's own ResNet-20 in both phases (README, step 19)")
     p.add_argument('--set-aside', type=int, metavar='N',
                    help='semantic recipe: train on all but N training images, set aside by hold_out(seed=--seed): '
                         'the tuning images of bench/colour_phase_screen.py --tune-set-aside')
@@ -111,11 +114,28 @@ def recipe_dls(recipe, a):
     return hold_out(dls, a.set_aside, seed=a.seed) if recipe == 'semantic' and a.set_aside else (dls, None)
 
 
+def recipe_learner(recipe, dls, a):
+    "The recipe's colour Learner on the ResNet-20, with a class guide for the semantic recipe given --class-weight."
+    guided = recipe == 'semantic' and a.class_weight > 0
+    return colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics(),
+                          class_guidance=len(CLASSES) if guided else None)
+
+
+def load_saved(learn, file):
+    "learn.load(file), refusing clearly a file trained with (or without) a class guide that this U-Net lacks (has)."
+    try: learn.load(Path(file).absolute(), with_opt=False)
+    except RuntimeError as e:
+        if '.head.' not in str(e) and '.fuse.' not in str(e): raise
+        guided = learn.model.guide is not None
+        raise SystemExit(f"{file}.pth was trained {'without' if guided else 'with'} a class guide, and this U-Net "
+                         f"{'has' if guided else 'has none'}: give the --class-weight it was trained with") from None
+
+
 def run_recipe(recipe, a, out):
     "Train one recipe; returns its learner (final weights), its phase-1 state, curves and wall time."
     set_seed(a.seed)
     dls, aside = recipe_dls(recipe, a)
-    learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+    learn = recipe_learner(recipe, dls, a)
     out.mkdir(parents=True, exist_ok=True)
     learn.path, learn.model_dir = out.absolute(), '.'
     phase1 = {}
@@ -140,7 +160,7 @@ def run_recipe(recipe, a, out):
                 if saved != dict(set_aside=a.set_aside, seed=a.seed):
                     raise SystemExit(f"{src}'s phase 1 did not set the same {a.set_aside} images aside (seed "
                                      f"{a.seed}): it recorded {saved or 'nothing'}; train phase 1 with --set-aside")
-            learn.load((src / 'phase1').absolute(), with_opt=False)
+            load_saved(learn, src / 'phase1')
             log = pd.read_csv(src / 'unet_log.csv')
             if len(log) != E: raise SystemExit(f"{src} ran {len(log)} phase-1 epochs, not --sem-epochs {E}")
             earlier = sum(int(m) * 60 + int(s) for m, s in (t.split(':') for t in log['time']))
@@ -151,7 +171,8 @@ def run_recipe(recipe, a, out):
                               semantic_weight=a.semantic_weight, colourfulness_weight=a.colourfulness_weight,
                               psnr_weight=a.psnr_weight, csv_logs=True, after_l1=after_l1, ema=not a.no_ema,
                               feature_net=own, feature_weight=a.feature_weight,
-                              colour_feature_weight=a.colour_feature_weight)
+                              colour_feature_weight=a.colour_feature_weight, class_net=own,
+                              class_weight=a.class_weight)
         if a.flip_average: use_flip_average(learn)
         gain = calibrate_colourfulness(learn, aside, gap=a.calibrate) if a.calibrate is not None else None
         if a.phase1_from: phase1['curve'] = list(log['valid_loss'])    # phase 1 ran in the earlier run
@@ -159,6 +180,7 @@ def run_recipe(recipe, a, out):
         fw = a.feature_weight if a.colour_feature_weight is None else a.colour_feature_weight
         plan = (f"{len(dls.train_ds)} training images, {E} epochs L1 + {a.semantic_weight:g}·semantic"
                 f"{f' + {a.feature_weight:g}·feature' if a.feature_weight else ''}{'' if a.no_ema else ' (EMA)'}"
+                f"{f' + {a.class_weight:g}·class guidance' if a.class_weight else ''}"
                 f"{f' (encoder at lr/{a.encoder_lr_div:g})' if a.encoder_lr_div != 1 else ''}, then "
                 f"{G} with + {a.colourfulness_weight:g}·colourfulness + {a.psnr_weight:g}·PSNR loss"
                 f"{f' + {fw:g}·feature' if fw != a.feature_weight else ''}"
@@ -183,6 +205,7 @@ def main(argv=None):
     a = parser().parse_args(argv)
     if a.calibrate is not None and not a.set_aside:
         raise SystemExit('--calibrate fits the chroma gain on training images set aside: give --set-aside N too')
+    if a.class_weight < 0: raise SystemExit(f'--class-weight must be >= 0, not {a.class_weight:g}')
     if not a.encoder_lr_div > 0: raise SystemExit(f'--encoder-lr-div must be positive, not {a.encoder_lr_div:g}')
     if a.encoder_lr_div != 1 and a.phase1_from:
         raise SystemExit('--encoder-lr-div sets phase 1\'s learning rates, and with --phase1-from phase 1 does not run')
@@ -195,11 +218,12 @@ def main(argv=None):
         if a.figures_only:
             set_seed(a.seed)
             dls = cifar10_dls(a.data, n_train=64, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
-            learn = colour_learner(dls, arch=resnet20_cifar(a.weights), metrics=colour_metrics())
+            learn = recipe_learner(recipe, dls, a)
             learn.path, learn.model_dir = run_dir.absolute(), '.'
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')          # the seed's files also hold its D: not needed for figures
-                learn.load('phase1', with_opt=False); p1 = ex.snapshot(learn.model); learn.load('final', with_opt=False)
+                load_saved(learn, run_dir / 'phase1'); p1 = ex.snapshot(learn.model)
+                load_saved(learn, run_dir / 'final')
             saved = json.loads((run_dir / 'metrics.json').read_text())
         else:
             learn, p1, c, (wall, cpu, valid), plan, (E, G) = run_recipe(recipe, a, run_dir)

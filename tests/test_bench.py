@@ -49,6 +49,15 @@ def test_colour_phase_screen_trains_a_variant_from_a_phase1_model_and_tabulates_
     assert G.flip_average and G.chroma_gain == r['chroma_gain']   # scored as exported
     assert r['rows']['tune_truth']['l1'] == 0 and r['rows']['tune_grey']['colourfulness'] < 0.01  # the rule's references
     assert mod['main'](['--out', str(tmp_path / 'screen'), '--choose']) in {'v', 'f'}
+    guided = colour_learner(cifar10_dls(shared / 'data', n_train=64, n_valid=16), arch=resnet20_cifar(w),
+                            class_guidance=10)                    # step 19: a phase 1 with a class guide
+    guided.path, guided.model_dir = tmp_path, '.'
+    guided.save('p1g')
+    args[args.index('--init') + 1] = str(tmp_path / 'p1g.pth')
+    r = mod['main'](args + ['--name', 'c', '--sem', '0', '--feature', '0.3', '--class-weight', '0.01',
+                            '--export', str(tmp_path / 'c.pkl')])
+    assert r['terms'] == ['loss_cf', 'loss_class', 'loss_feat']
+    assert load_colourizer(tmp_path / 'c.pkl').model.guide is not None
 
 
 def test_step_17_rule_keeps_fidelity_then_takes_the_stand_in_judges_best(tmp_path):
@@ -145,3 +154,14 @@ def test_flip_average_bench_scores_both_ways(shared, model_file, tmp_path):
     plain, flip = r['rows']['plain'], r['rows']['flip averaging']
     assert r['n_valid'] == 32 and 'spurious_colour' in plain and plain['psnr'] != flip['psnr']
     assert r['time_ratio'] > 0 and json.loads((tmp_path / 'f.json').read_text())['rows'] == r['rows']
+
+
+def test_gradient_scale_reports_each_terms_pull_on_the_encoder(shared):
+    "bench/gradient_scale.py: every term sends a gradient to the encoder, measured before and after training steps."
+    import runpy
+    mod = runpy.run_path(str(BENCH.parent / 'gradient_scale.py'), run_name='x')
+    r = mod['main'](['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
+                     '--steps', '2', '--batches', '1'])
+    assert list(r) == ['start', 'after 2 steps']
+    for when in r.values():
+        assert set(when) == {'l1', 'feature', 'class_kl'} and all(v['grad'] > 0 and v['value'] > 0 for v in when.values())

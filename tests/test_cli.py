@@ -141,6 +141,14 @@ def test_cifar10_training_from_the_cli_adds_the_feature_loss_through_its_own_res
     assert "FeatureLoss(0.3) through the encoder's pretrained network" in text and 'ColourfulnessLoss(1.5)' in text
     assert main(base + ['--out', str(tmp_path / 'd'), '--feature-weight', '0']) == 0
     assert 'FeatureLoss' not in capsys.readouterr().out                               # 0 turns it off
+    assert main(base + ['--out', str(tmp_path / 'e'), '--class-weight', '0.01']) == 0
+    assert "ClassGuidanceLoss(0.01) through the encoder's pretrained network" in capsys.readouterr().out
+    from colourgan_fastai import load_colourizer
+    assert load_colourizer(tmp_path / 'e.pkl').model.guide.n_classes == 10           # a guided U-Net, exported
+    assert load_colourizer(tmp_path / 'c.pkl').model.guide is None
+    assert main(['train', '--dataset', 'folder', '--data', str(tmp_path), '--no-pretrained', '--class-weight', '0.1',
+                 '--out', str(tmp_path / 'f')]) == 2
+    assert '--class-weight needs an encoder with a pretrained classifier' in capsys.readouterr().err
 
 
 def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_full_size(shared, tmp_path, capsys):

@@ -89,6 +89,34 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
     assert (tmp_path / 'runs3/semantic/unet_log.csv').exists()
 
 
+def test_cifar10_experiment_with_class_guidance_and_its_refusals(shared, tmp_path):
+    "--class-weight: a guided U-Net trained with ClassGuidanceLoss in both phases; runs saved from it need the flag."
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        mod = runpy.run_path(str(EXAMPLES / 'cifar10_same_dataset.py'), run_name='smoke')
+        base = ['--data', str(shared / 'data'), '--weights', str(shared / 'weights/resnet20-12fca82f.th'),
+                '--judge', str(shared / 'weights/resnet32-d509ac18.th'), '--n-train', '64', '--n-valid', '32',
+                '--bs', '32', '--recipes', 'semantic', '--sem-epochs', '1', '--colour-epochs', '1',
+                '--images', str(tmp_path / 'img')]
+        with pytest.raises(SystemExit, match='--class-weight must be >= 0'):
+            mod['main'](base + ['--out', str(tmp_path / 'bad'), '--class-weight', '-1'])
+        mod['main'](base + ['--out', str(tmp_path / 'runs'), '--class-weight', '0.05'])
+        with pytest.raises(SystemExit, match='trained with a class guide'):         # figures need the same flag
+            mod['main'](base + ['--out', str(tmp_path / 'runs'), '--figures-only'])
+        redrawn = mod['main'](base + ['--out', str(tmp_path / 'runs'), '--figures-only', '--class-weight', '0.05'])
+        with pytest.raises(SystemExit, match='trained with a class guide'):         # so does its phase 1
+            mod['main'](base + ['--out', str(tmp_path / 'cont'), '--phase1-from', str(tmp_path / 'runs/semantic')])
+    finally: sys.path.remove(str(EXAMPLES))
+    import pandas as pd
+    saved = json.loads((tmp_path / 'runs/semantic/metrics.json').read_text())
+    assert '(EMA) + 0.05·class guidance, then' in saved['plan'], saved['plan']
+    for f in ('unet_log.csv', 'colour_log.csv'):                                  # the term trained in both phases
+        assert pd.read_csv(tmp_path / 'runs/semantic' / f)['loss_class'].iloc[-1] > 0
+    assert 'semantic: final (+ colourfulness, PSNR loss)' in redrawn
+    from colourgan_fastai import load_colourizer
+    assert load_colourizer(tmp_path / 'runs/semantic/final.pkl').model.guide is not None
+
+
 def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     sys.path.insert(0, str(EXAMPLES))
     args = ['--dataset', 'imagenette', '--data', str(shared / 'data'), '--size', '32',

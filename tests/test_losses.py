@@ -5,7 +5,7 @@ from fastai.callback.core import Callback
 
 from colourgan_fastai import (SemanticLoss, ColourfulnessLoss, WeightEMA, semantic_kl, colourfulness_gap,
                               resnet20_cifar, GANColourizer, encode_lab, decode_lab, PSNRLoss, log_mse, psnr,
-                              FeatureLoss, feature_distance)
+                              FeatureLoss, feature_distance, ClassGuidanceLoss, guidance_kl, colour_learner)
 
 
 def _batch(n=4, s=16, seed=0):
@@ -199,3 +199,107 @@ def test_the_default_recipe_takes_discriminative_learning_rates_for_phase_1(tiny
     enc, dec = peaks['phase1']
     assert len(peaks['phase1']) == 2 and enc == pytest.approx(dec / 10, rel=1e-6) and 0 < dec <= 1e-3
     assert peaks['colour'][0] == pytest.approx(peaks['colour'][1]) and peaks['colour'][1] <= 3e-4
+
+
+def test_guidance_kl_is_zero_when_the_logits_match_the_classifier_on_the_truth_and_trains_the_logits_only():
+    clf = resnet20_cifar().eval()
+    L_, ab = _batch(s=32)
+    with torch.no_grad(): truth_logits = clf((decode_lab(L_, ab) - torch.tensor(clf.stats[0]).view(1, 3, 1, 1))
+                                             / torch.tensor(clf.stats[1]).view(1, 3, 1, 1))
+    assert guidance_kl(clf, clf.stats, L_, ab, truth_logits + 3.).item() == pytest.approx(0, abs=1e-5)
+    logits = torch.zeros_like(truth_logits, requires_grad=True)
+    loss = guidance_kl(clf, clf.stats, L_, ab, logits)
+    loss.backward()
+    assert loss.item() > 0 and logits.grad.abs().sum() > 0
+    assert all(p.grad is None for p in clf.parameters())
+
+
+def test_a_new_class_guide_leaves_the_unet_as_it_was_and_keeps_logits_for_training_only(tiny_dls):
+    plain = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False).model.eval()
+    guided = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, class_guidance=10).model.eval()
+    missing = guided.load_state_dict(plain.state_dict(), strict=False)       # the other layers keep their names
+    assert not missing.unexpected_keys and all('.head.' in k or '.fuse.' in k for k in missing.missing_keys)
+    assert plain.guide is None and guided.guide.n_classes == 10
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad(): assert torch.equal(plain(x), guided(x))           # the fusion starts at zero
+    assert guided.guide.logits is None                                      # eval: nothing kept (exports stay clean)
+    guided.train()(x)
+    assert guided.guide.logits.shape == (3, 10)
+    with pytest.raises(ValueError, match='at least 2'): colour_learner(tiny_dls, arch='resnet20_cifar',
+                                                                      pretrained=False, class_guidance=1)
+
+
+def test_class_guidance_loss_adds_its_weighted_term_trains_G_and_its_guide_never_the_classifier(tiny_dls):
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, class_guidance=10)
+    guide = learn.model.guide
+    cg = ClassGuidanceLoss(resnet20_cifar(), weight=0.2)
+    before = [p.clone() for p in cg.net.parameters()]
+    fuse0, enc0 = guide.fuse.weight.clone(), learn.model.layers[0][0].weight.clone()
+    checks = []
+    class Spy(Callback):
+        order = 90                                             # after the loss term (25)
+        def before_batch(self): self.logits = None
+        def after_pred(self): self.logits = guide.logits if self.training else None
+        def after_loss(self):
+            if not self.training: return
+            L_, pred, targ = self.learn.xb[0], self.learn.pred, self.learn.yb[0]
+            expected = (pred - targ).abs().mean() + 0.2 * guidance_kl(cg.net, cg.stats, L_, targ, self.logits)
+            checks.append((self.learn.loss_grad.item(), expected.item()))
+    learn.fit(1, 1e-3, cbs=[cg, Spy()])
+    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    assert all(torch.equal(a, b) for a, b in zip(before, cg.net.parameters())) and not cg.net.training
+    assert not torch.equal(fuse0, guide.fuse.weight) and not torch.equal(enc0, learn.model.layers[0][0].weight)
+    row = dict(zip(learn.recorder.metric_names[1:-1], learn.recorder.values[-1]))
+    assert row['loss_class'] > 0
+
+
+def test_class_guidance_loss_refuses_a_unet_without_a_guide_or_with_another_number_of_classes(tiny_learn, tiny_dls):
+    with pytest.raises(ValueError, match='class_guidance'): tiny_learn.fit(1, cbs=ClassGuidanceLoss(resnet20_cifar()))
+    five = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, class_guidance=5)
+    with pytest.raises(ValueError, match='10 classes'): five.fit(1, cbs=ClassGuidanceLoss(resnet20_cifar()))
+
+
+def test_the_default_recipe_adds_class_guidance_to_both_phases_and_the_guided_model_exports(tiny_dls, tmp_path):
+    from fastai.learner import load_learner
+    from colourgan_fastai import CifarResNet, train_semantic_colour
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, class_guidance=10)
+    seen = []
+    class Weights(Callback):
+        def before_fit(self): seen.append({type(c).__name__: getattr(c, 'weight', None) for c in self.learn.cbs})
+    returned = train_semantic_colour(learn, 1, 1, class_net=CifarResNet(), class_weight=0.02,
+                                     phase1_cbs=[Weights()], colour_cbs=[Weights()])
+    assert [s.get('ClassGuidanceLoss') for s in seen] == [0.02, 0.02]
+    assert [c.weight for c in returned if isinstance(c, ClassGuidanceLoss)] == [0.02]
+    learn.export(tmp_path / 'g.pkl')
+    back = load_learner(tmp_path / 'g.pkl').model.eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad(): assert (back(x) - learn.model.eval()(x)).abs().max() < 1e-5
+    assert back.guide is not None and back.guide.logits is None
+
+
+def test_terms_through_one_network_share_its_copy_and_one_pass_over_the_truth_per_batch(tiny_dls):
+    "FeatureLoss + ClassGuidanceLoss through one net: one frozen copy, one truth pass per batch, the same loss."
+    import copy
+    net = resnet20_cifar()
+    feat, cg = FeatureLoss(net, 0.3), ClassGuidanceLoss(net, 0.2)
+    assert feat.net is cg.net and feat.net is not net
+    ref = copy.deepcopy(net).eval()                              # computes the expected loss on its own
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, class_guidance=10)
+    calls, checks = [], []
+    feat.net.register_forward_hook(lambda *_: calls.append(1))
+    class Spy(Callback):
+        order = 90
+        def before_train(self): calls.clear()                    # (fit's start counted the classifier's classes)
+        def after_pred(self): self.logits = learn.model.guide.logits
+        def after_loss(self):
+            if not self.training: return
+            L_, pred, targ = self.learn.xb[0], self.learn.pred, self.learn.yb[0]
+            expected = ((pred - targ).abs().mean() + 0.3 * feature_distance(ref, ref.stats, [ref.layer1, ref.layer2,
+                        ref.layer3], L_, pred, targ) + 0.2 * guidance_kl(ref, ref.stats, L_, targ, self.logits))
+            checks.append((self.learn.loss_grad.item(), expected.item()))
+    learn.fit(1, 1e-3, cbs=[cg, feat, Spy()])                    # in either order: the class term runs second
+    assert checks and all(a == pytest.approx(b, rel=1e-5) for a, b in checks)
+    assert len(calls) == 2 * len(checks)                         # truth + prediction; the class term adds none
+    assert '_truth_memo' not in feat.net.__dict__                # nothing kept after fit
+    with torch.no_grad(): next(net.parameters()).mul_(2)         # the source changed: a new term copies it afresh
+    assert FeatureLoss(net).net is not feat.net
