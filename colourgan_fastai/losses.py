@@ -82,9 +82,8 @@ def _net_input(stats, L_):
 def semantic_kl(clf, stats, L_, pred, target, temperature=1.):
     """KL(p_true || p_pred) of a classifier's softmax on the true colours and on the predicted ones, mean over the
     batch. `stats`: (mean, std) of the RGB normalisation the classifier expects. 0 when pred == target."""
-    rgb = _net_input(stats, L_)
-    with torch.no_grad(): p_true = F.log_softmax(clf(rgb(L_, target)).float() / temperature, 1)
-    p_pred = F.log_softmax(clf(rgb(L_, pred)).float() / temperature, 1)
+    p_true = F.log_softmax(truth_pass(clf, stats, L_, target)[0] / temperature, 1)
+    p_pred = F.log_softmax(clf(_net_input(stats, L_)(L_, pred)).float() / temperature, 1)
     return F.kl_div(p_pred, p_true, reduction='batchmean', log_target=True)
 
 
@@ -111,13 +110,9 @@ def truth_pass(net, stats, L_, target, layers=()):
     memo, key = net.__dict__.get('_truth_memo'), (target._version, stats)
     if memo is not None and memo[0] is target and memo[1] == key and all(l in memo[3] for l in layers):
         return memo[2], [memo[3][l] for l in layers]
-    with torch.no_grad():
-        if layers:
-            with hook_outputs(layers) as h:
-                out = net(_net_input(stats, L_)(L_, target))
-                acts = {l: o.float() for l, o in zip(layers, h.stored)}
-        else: out, acts = net(_net_input(stats, L_)(L_, target)), {}
-    out = out.float()
+    with torch.no_grad(), hook_outputs(layers) as h:
+        out = net(_net_input(stats, L_)(L_, target)).float()
+        acts = {l: o.float() for l, o in zip(layers, h.stored)}
     net.__dict__['_truth_memo'] = (target, key, out, acts)
     return out, [acts[l] for l in layers]
 

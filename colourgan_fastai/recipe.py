@@ -57,8 +57,8 @@ def train_l1_then_gan(learn, epochs=20, gan_epochs=20, lr=1e-3, gan_lr=2e-4, lam
 def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour_lr=3e-4, classifier=None,
                           semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT,
                           colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
-                          colour_feature_weight=None, class_net=None, class_weight=CLASS_WEIGHT, ema=True, csv_logs=False, after_l1=None, phase1_cbs=(),
-                          colour_cbs=()):
+                          colour_feature_weight=None, class_net=None, class_weight=CLASS_WEIGHT, ema=True,
+                          csv_logs=False, after_l1=None, phase1_cbs=(), colour_cbs=()):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA of
     G's weights (`lr=slice(lo, hi)`: fastai's discriminative rates, the encoder at `lo`, the decoder at `hi`;
     README, Case 1, step 18 measured lo = hi/10 and kept one rate). Phase 2: `fit_one_cycle(colour_epochs,
