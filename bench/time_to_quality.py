@@ -9,10 +9,13 @@ Each run's result is kept in `<out>/<run>/<recipe>/metrics.json`, so an interrup
 Keep the machine otherwise idle while it runs: the ratio is of wall times.
 
     python bench/time_to_quality.py --data ../shared/data          # about 1-1.5 h on a 2-core CPU
+    python bench/time_to_quality.py --label "step 12's recipe" --recipe-args="--defaults 12"   # an earlier recipe
 """
 import argparse
 import json
+import re
 import runpy
+import shlex
 import sys
 from pathlib import Path
 
@@ -36,6 +39,11 @@ def parser():
     p.add_argument('--ladder', nargs='+', default=['10000:1:1', '20000:1:1', '50000:1:1', '50000:2:1'],
                    help="the semantic recipe's budgets, N:E:C (training images : phase-1 epochs : colour epochs), "
                         "tried in this order")
+    p.add_argument('--recipe-args', default='', metavar='ARGS',
+                   help="more options of cifar10_same_dataset.py for every rung (e.g. \"--defaults 12\" for step 12's "
+                        "recipe, or \"--class-weight 0\"); a rung's own images and epochs win over them")
+    p.add_argument('--label', default='semantic recipe', help="the rungs' name in the table (and, unless the default, "
+                   "in their run folders, so that rungs of different --recipe-args never share a run)")
     p.add_argument('--n-valid', type=int, help='test images scored (default: all 5,000)')
     p.add_argument('--bs', type=int, default=64); p.add_argument('--seed', type=int, default=42)
     p.add_argument('--out', default='runs/time_to_quality', help='runs, logs and the table (never committed)')
@@ -101,8 +109,9 @@ def main(argv=None):
     found = None
     for rung in a.ladder:
         n, e, c = (int(v) for v in rung.split(':'))
-        name = f'semantic recipe, {n} images, {e} + {c} epochs'
-        rows[name] = run(a, f'semantic_{n}_{e}_{c}', 'semantic',
+        name = f'{a.label}, {n} images, {e} + {c} epochs'
+        tag = '' if a.label == 'semantic recipe' else '_' + re.sub(r'[^A-Za-z0-9.]+', '_', a.label).strip('_')
+        rows[name] = run(a, f'semantic_{n}_{e}_{c}{tag}', 'semantic', shlex.split(a.recipe_args) +
                          ['--n-train', str(n), '--sem-epochs', str(e), '--colour-epochs', str(c)])
         if all(at_least_as_good(rows[name], rows[ref_name]).values()): found = name; break
     machine = f"{cpu_description()}; fp32"

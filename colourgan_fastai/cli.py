@@ -83,34 +83,79 @@ def _dls_for(a):
                       cache=a.cache)
 
 
+def _recipe_defaults(a, has_classifier):
+    """Fill in the options left unset: for the semantic recipe on CIFAR-10, `CIFAR10_RECIPE` (README, Case 1, step 19);
+    elsewhere the plain recipes' settings. Returns a line saying which CIFAR-10 settings were taken, or None."""
+    from .recipe import CIFAR10_RECIPE as R, COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT, PSNR_WEIGHT
+    cifar = a.recipe == 'semantic' and a.dataset == 'cifar10'
+    unset = {k for k in ('epochs', 'class_weight', 'colourfulness_weight', 'psnr_weight', 'flip_average', 'calibrate')
+             if getattr(a, k) is None}
+    if a.no_calibrate:
+        if a.calibrate is not None: raise ValueError("--calibrate GAP and --no-calibrate contradict each other")
+        unset.discard('calibrate')
+    if a.epochs is None: a.epochs = R['epochs'] if cifar else {'seed': 20, 'semantic': 4}[a.recipe]
+    if a.class_weight is None: a.class_weight = R['class_weight'] if cifar and has_classifier else 0.
+    if a.colourfulness_weight is None:              # photos: 1.5 paints them a sepia cast (README, Case 2)
+        a.colourfulness_weight = R['colourfulness_weight'] if cifar else \
+            COLOURFULNESS_WEIGHT if a.dataset == 'cifar10' else PHOTO_COLOURFULNESS_WEIGHT
+    if a.psnr_weight is None: a.psnr_weight = R['psnr_weight'] if cifar else PSNR_WEIGHT
+    if a.flip_average is None: a.flip_average = R['flip_average'] if cifar else False
+    if a.calibrate is None and not a.no_calibrate and cifar: a.calibrate = R['calibrate']
+    if 'calibrate' in unset and cifar and a.calibration_images is None and a.colour_calibration_images is None:
+        a.colour_calibration_images = 'share'                    # 4 % of the training images: sized once they load
+    if not cifar or not unset: return None
+    said = {'epochs': f"{a.epochs} phase-1 epochs",
+            'class_weight': f"class guidance {a.class_weight:g}" if a.class_weight else
+                            "no class guidance (the encoder has no pretrained classifier)",
+            'colourfulness_weight': f"ColourfulnessLoss {a.colourfulness_weight:g}",
+            'psnr_weight': f"PSNRLoss {a.psnr_weight:g}", 'flip_average': 'flip averaging',
+            'calibrate': f"a chroma gain fitted to the truth's colourfulness minus {a.calibrate:g}"}
+    return ("train: the CIFAR-10 recipe (README, Case 1, step 19) for what was not given: "
+            + ', '.join(said[k] for k in said if k in unset))
+
+
 def cmd_train(a):
     from fastai.torch_core import set_seed
     from . import colour_learner, colour_metrics, CachedDL, encoder_classifier, ProgressiveResizing, n_classes
-    from .recipe import (train_l1_then_gan, train_semantic_colour, COLOURFULNESS_WEIGHT, PHOTO_COLOURFULNESS_WEIGHT,
-                         PSNR_WEIGHT, FEATURE_WEIGHT)
+    from .recipe import train_l1_then_gan, train_semantic_colour, FEATURE_WEIGHT, calibration_images
     out = Path(a.out)
     writes = [out.parent / (out.name + end) for end in ('_unet.pth', '.pth', '.pkl')]
     there = [str(f) for f in writes if f.exists()]
     if there and not a.overwrite: raise FileExistsError(f"{', '.join(there)} exist(s); pass --overwrite to replace")
     if a.init and Path(a.init).with_suffix('.pth').absolute() in [f.absolute() for f in writes]:
         raise ValueError(f"--init {a.init} is a file this run writes; give --out another name")
-    epochs = a.epochs if a.epochs is not None else {'seed': 20, 'semantic': 4}[a.recipe]
+    if a.calibration_images is not None and a.colour_calibration_images is not None:
+        raise ValueError("--calibration-images keeps images from both phases, --colour-calibration-images from the "
+                         "colour phase only: give one")
+    if a.colour_calibration_images is not None and a.recipe == 'seed':
+        raise ValueError("--colour-calibration-images keeps images from the semantic recipe's colour phase; the seed "
+                         "recipe has none (--calibration-images N keeps them from its training)")
+    pretrained = not a.no_pretrained
+    explicit_guide = a.class_weight
+    own = encoder_classifier(a.arch, pretrained, a.encoder_weights) if a.recipe == 'semantic' else None
+    if explicit_guide and own is None: raise ValueError("--class-weight needs an encoder with a pretrained classifier")
+    preset = _recipe_defaults(a, own is not None)
+    epochs = a.epochs
     small_epochs = epochs // 2 if a.progressive_epochs is None else a.progressive_epochs
     if a.progressive and not 0 <= small_epochs <= epochs:
         raise ValueError(f"--progressive-epochs must be between 0 and the {epochs} phase-1 epochs")
-    if a.calibration_images is not None and a.calibrate is None:
+    if (a.calibration_images is not None or a.colour_calibration_images is not None) and a.calibrate is None:
         raise ValueError("--calibration-images sets images aside for --calibrate; give --calibrate GAP too")
-    pretrained = not a.no_pretrained
     feat = a.feature_weight if a.feature_weight is not None else FEATURE_WEIGHT   # CIFAR-10 and photos: README
     guided = a.recipe == 'semantic' and bool(a.class_weight)
-    own = encoder_classifier(a.arch, pretrained, a.encoder_weights) if guided else None   # its classes size the guide
-    if guided and own is None: raise ValueError("--class-weight needs an encoder with a pretrained classifier")
+    if preset: print(preset + " (each flag overrides its part)")
     set_seed(a.seed)
-    dls, held = _dls_for(a), None
+    dls, held, colour_dls = _dls_for(a), None, None
     if a.calibration_images is not None:
         from .data import hold_out
         dls, held = hold_out(dls, a.calibration_images, a.seed)
         print(f"train: {a.calibration_images} training images set aside for --calibrate (never trained on)")
+    if a.colour_calibration_images is not None:
+        from .data import hold_out
+        n = calibration_images(len(dls.train_ds)) if a.colour_calibration_images == 'share' else \
+            a.colour_calibration_images
+        colour_dls, held = hold_out(dls, n, a.seed)
+        print(f"train: {n} training images kept from the colour phase for --calibrate (phase 1 trains on all)")
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
                            metrics=colour_metrics(),
                            class_guidance=n_classes(own, dls.one_batch()[0].shape[-2:]) if guided else None)
@@ -129,7 +174,8 @@ def cmd_train(a):
     phase1_cbs = []
     if a.progressive:
         small = _dls_for(argparse.Namespace(**{**vars(a), 'size': a.progressive}))
-        if held is not None: small = hold_out(small, a.calibration_images, a.seed)[0]     # the same images aside
+        if a.calibration_images is not None:                               # the same images aside from phase 1
+            small = hold_out(small, a.calibration_images, a.seed)[0]
         phase1_cbs = [ProgressiveResizing(small.train, small_epochs)]
         print(f"train: progressive resizing, the first {small_epochs} of {epochs} phase-1 epochs at {a.progressive} px")
     if a.recipe == 'seed':
@@ -140,20 +186,16 @@ def cmd_train(a):
         learn.remove_cb(learn.gan_colourizer)
         what = 'with D, for resuming'
     else:
-        if own is None and (a.semantic_weight or feat):           # the encoder's own pretrained network, if it has one
-            own = encoder_classifier(a.arch, pretrained, a.encoder_weights)
         terms = (('SemanticLoss', a.semantic_weight), ('FeatureLoss', feat), ('ClassGuidanceLoss', a.class_weight))
         for term, w in terms:
             if w: print(f"train: {term}({w:g}) through the encoder's pretrained network, in both phases" if own is not None
                         else f"train: the encoder has no pretrained network, so {term} is left out")
-        cf = a.colourfulness_weight if a.colourfulness_weight is not None else \
-            COLOURFULNESS_WEIGHT if a.dataset == 'cifar10' else PHOTO_COLOURFULNESS_WEIGHT      # photos: README Case 2
-        psnr = a.psnr_weight if a.psnr_weight is not None else PSNR_WEIGHT
+        cf, psnr = a.colourfulness_weight, a.psnr_weight
         print(f"train: colour phase with ColourfulnessLoss({cf:g}) + PSNRLoss({psnr:g})")
         train_semantic_colour(learn, epochs, a.colour_epochs, a.lr, a.colour_lr, classifier=own,
                               semantic_weight=a.semantic_weight, feature_net=own, feature_weight=feat,
                               class_net=own, class_weight=a.class_weight, colourfulness_weight=cf,
-                              psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs)
+                              psnr_weight=psnr, after_l1=after_l1, phase1_cbs=phase1_cbs, colour_dls=colour_dls)
         calibrated = _predict_settings(learn, a, held)
         learn.save(out.name)
         what = 'for resuming'
@@ -263,9 +305,10 @@ def build_parser():
     t.add_argument('--arch', default='resnet20_cifar'); t.add_argument('--encoder-weights')
     t.add_argument('--no-pretrained', action='store_true', help='random encoder (no weights download)')
     t.add_argument('--recipe', choices=['semantic', 'seed'], default='semantic',
-                   help="semantic (default): L1 + EMA, then + colourfulness and PSNR losses (README, Results); "
-                        "seed: the reference recipe, L1 then GAN (lambda 100)")
-    t.add_argument('--epochs', type=int, help='phase-1 epochs (default: 4 semantic, 20 seed)')
+                   help="semantic (default): L1 + EMA, then + colourfulness and PSNR losses (README, Results; on "
+                        "cifar10 with step 19's settings: CIFAR10_RECIPE); seed: the reference recipe, L1 then GAN "
+                        "(lambda 100)")
+    t.add_argument('--epochs', type=int, help='phase-1 epochs (default: semantic 8 on cifar10, 4 elsewhere; seed 20)')
     t.add_argument('--lr', type=float, default=1e-3)
     t.add_argument('--colour-epochs', type=int, default=1, help='semantic: epochs with the colourfulness loss')
     t.add_argument('--colour-lr', type=float, default=3e-4)
@@ -275,15 +318,16 @@ def build_parser():
     t.add_argument('--feature-weight', type=float, help="semantic: weight of FeatureLoss (perceptual) through the "
                    "encoder's own pretrained network, in both phases (default: FEATURE_WEIGHT, 0.3: on CIFAR-10 and "
                    "on photos it raised fidelity and cut blotches, two seeds each; 0 turns it off)")
-    t.add_argument('--class-weight', type=float, default=0., help="semantic: W > 0 adds a class guide to the U-Net "
-                   "and W * ClassGuidanceLoss through the encoder's own classifier, in both phases (default 0, off: "
-                   "README, Case 1, step 19)")
+    t.add_argument('--class-weight', type=float, help="semantic: W > 0 adds a class guide to the U-Net and "
+                   "W * ClassGuidanceLoss through the encoder's own classifier, in both phases (default: 0.003 on "
+                   "cifar10 given a pretrained classifier, README, Case 1, step 19; 0, off, elsewhere)")
     t.add_argument('--init', metavar='MODEL', help="start from a model's weights saved by train (e.g. "
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--colourfulness-weight', type=float, help='semantic: weight of ColourfulnessLoss in the colour '
-                   'phase (default: 1.5 for cifar10, 0.5 for photos, where 1.5 paints a sepia cast: README, Case 2)')
-    t.add_argument('--psnr-weight', type=float, help='semantic: weight of PSNRLoss in the colour phase (default '
-                                                      'PSNR_WEIGHT, 0.2)')
+                   'phase (default: 3 for cifar10, with the calibrated gain; 0.5 for photos, where 1.5 paints a sepia '
+                   'cast: README, Case 2)')
+    t.add_argument('--psnr-weight', type=float, help='semantic: weight of PSNRLoss in the colour phase (default: 2 '
+                                                      'for cifar10, PSNR_WEIGHT 0.2 elsewhere)')
     t.add_argument('--gan-epochs', type=int, default=20, help='seed: GAN epochs')
     t.add_argument('--gan-lr', type=float, default=2e-4); t.add_argument('--lambda-l1', type=float, default=100.)
     t.add_argument('--size', type=int); t.add_argument('--bs', type=int); t.add_argument('--n-train', type=int)
@@ -291,15 +335,22 @@ def build_parser():
                    'train on the same images at SIZE px, the rest at --size (ProgressiveResizing)')
     t.add_argument('--progressive-epochs', type=int, help='--progressive: how many (default: half of phase 1)')
     t.add_argument('--n-valid', type=int, help='cifar10/stl10/imagenette: a seeded subset of the validation images')
-    t.add_argument('--flip-average', action='store_true', help='predict the mean of each image and its mirror image '
-                   '(test-time augmentation, twice the inference cost; saved with the model)')
+    t.add_argument('--flip-average', action=argparse.BooleanOptionalAction, help='predict the mean of each image and '
+                   'its mirror image (test-time augmentation, twice the inference cost; saved with the model; '
+                   'default: on for the semantic recipe on cifar10)')
     t.add_argument('--calibrate', type=float, metavar='GAP', help="after training, fit the chroma gain that makes "
                    "the validation images' colourfulness the truth's minus GAP (0: as colourful as the truth; saved "
                    "with the model). Calibrate on images held out from training, never on a test set: see "
-                   "--calibration-images")
+                   "--calibration-images and --colour-calibration-images (default: 1 for the semantic recipe on "
+                   "cifar10, on images kept from its colour phase; none elsewhere)")
+    t.add_argument('--no-calibrate', action='store_true', help="no chroma gain (the semantic recipe on cifar10 "
+                   "calibrates by default: --calibrate 1 on 4 %% of the training images kept from the colour phase)")
     t.add_argument('--calibration-images', type=int, metavar='N', help="with --calibrate: set a seeded N of the "
                    "training images aside, train on the others and fit the gain on these (default: on the "
-                   "validation images, which for cifar10/stl10/imagenette are their test split)")
+                   "validation images, which for stl10/imagenette are their test split)")
+    t.add_argument('--colour-calibration-images', type=int, metavar='N', help="semantic, with --calibrate: phase 1 "
+                   "trains on every training image, the colour phase on all but a seeded N, and the gain is fitted "
+                   "on those N (README, Case 1, step 19; default on cifar10: 4 %% of the training images)")
     t.add_argument('--seed', type=int, default=42)
     t.add_argument('--out', default='models/colouriser', help='path stem for the saved model files')
     t.add_argument('--overwrite', action='store_true')

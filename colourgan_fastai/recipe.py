@@ -15,7 +15,7 @@ from .gan import GANColourizer
 from .losses import SemanticLoss, FeatureLoss, ClassGuidanceLoss, ColourfulnessLoss, PSNRLoss, WeightEMA
 
 __all__ = ['train_l1_then_gan', 'train_semantic_colour', 'PHOTO_COLOURFULNESS_WEIGHT', 'PSNR_WEIGHT', 'FEATURE_WEIGHT',
-           'RECIPES']
+           'CIFAR10_RECIPE', 'calibration_images', 'RECIPES']
 
 SEMANTIC_WEIGHT = 0.05      # SemanticLoss's weight when a classifier is given (CIFAR-10's 10-way ResNet-20)
 COLOURFULNESS_WEIGHT = 1.5  # the colour phase's, screened on CIFAR-10 (README, Case 1)
@@ -24,6 +24,21 @@ PSNR_WEIGHT = 0.2           # the colour phase's PSNRLoss, screened with COLOURF
 FEATURE_WEIGHT = 0.3        # FeatureLoss's, when a feature_net is given (set from the gradient scale: README, step 12)
 CLASS_WEIGHT = 0.003        # ClassGuidanceLoss's, when a class_net is given (gradient scale; README, step 19)
 PHASE1_LR = 1e-3            # phase 1's peak learning rate (a slice(lo, hi) gives the encoder lo: discriminative rates)
+
+# The CIFAR-10 recipe that meets every line of #11's goal on two seeds (README, Case 1, step 19): the defaults of
+# `colourgan train --dataset cifar10` and of examples/cifar10_same_dataset.py where they differ from
+# `train_semantic_colour`'s own (step 12's recipe). A class guide in the U-Net and `ClassGuidanceLoss`; 8 phase-1
+# epochs on every training image; a colour phase that leans to fidelity (ColourfulnessLoss 3 + PSNRLoss 2) on all but
+# `calibration_share` of them, on which the chroma gain is then fitted to the truth's colourfulness minus
+# `calibrate`; flip averaging.
+CIFAR10_RECIPE = dict(epochs=8, class_weight=CLASS_WEIGHT, colourfulness_weight=3., psnr_weight=2., flip_average=True,
+                      calibrate=1., calibration_share=0.04)
+
+
+def calibration_images(n_train, share=CIFAR10_RECIPE['calibration_share']):
+    "How many of `n_train` training images a recipe sets aside to fit the chroma gain on: 2,000 of CIFAR-10's 50,000."
+    if n_train < 2: raise ValueError(f"{n_train} training image(s) leave none to set aside for calibration")
+    return min(max(1, round(share * n_train)), n_train - 1)
 
 
 def _logs(csv_logs, phase): return [CSVLogger(f'{phase}_log.csv')] if csv_logs else []
@@ -58,7 +73,7 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour
                           semantic_weight=SEMANTIC_WEIGHT, feature_net=None, feature_weight=FEATURE_WEIGHT,
                           colourfulness_weight=COLOURFULNESS_WEIGHT, psnr_weight=PSNR_WEIGHT,
                           colour_feature_weight=None, class_net=None, class_weight=CLASS_WEIGHT, ema=True,
-                          csv_logs=False, after_l1=None, phase1_cbs=(), colour_cbs=()):
+                          csv_logs=False, after_l1=None, phase1_cbs=(), colour_cbs=(), colour_dls=None):
     """The library's default recipe. Phase 1: `fit_one_cycle(epochs, lr)` on L1, validating and ending on an EMA of
     G's weights (`lr=slice(lo, hi)`: fastai's discriminative rates, the encoder at `lo`, the decoder at `hi`;
     README, Case 1, step 18 measured lo = hi/10 and kept one rate). Phase 2: `fit_one_cycle(colour_epochs,
@@ -73,11 +88,15 @@ def train_semantic_colour(learn, epochs=4, colour_epochs=1, lr=PHASE1_LR, colour
     of classes), both phases add `class_weight` * `ClassGuidanceLoss` through it (README, Case 1, step 19).
     `after_l1(learn)` runs between the phases; `epochs=0` skips phase 1 (e.g. to continue from a saved phase-1
     model); `phase1_cbs` are extra callbacks for phase 1 (e.g. `ProgressiveResizing`), `colour_cbs` for phase 2
-    (e.g. another colour term: pass a `LossTerm` in both to use it throughout). Returns the recipe's own loss terms."""
+    (e.g. another colour term: pass a `LossTerm` in both to use it throughout). `colour_dls`: DataLoaders for phase 2
+    (`learn.dls` becomes them), e.g. the first of `hold_out(learn.dls, 2000)`, so that the colour phase never sees
+    the images `calibrate_colourfulness` then fits the chroma gain on while phase 1 trains on all of them (README,
+    Case 1, steps 16 and 19). Returns the recipe's own loss terms."""
     net_terms = network_terms(classifier, semantic_weight, feature_net, feature_weight, class_net, class_weight)
     if epochs: learn.fit_one_cycle(epochs, lr, cbs=list(phase1_cbs) + net_terms + ([WeightEMA()] if ema else []) +
                                    _logs(csv_logs, 'unet'))
     if after_l1 is not None: after_l1(learn)
+    if colour_dls is not None: learn.dls = colour_dls
     if colour_feature_weight is not None:
         net_terms = network_terms(classifier, semantic_weight, feature_net, colour_feature_weight, class_net,
                                   class_weight)

@@ -124,6 +124,12 @@ def test_time_to_quality_compares_every_column_and_resumes(shared, tmp_path):
     stamp = seed_run.stat().st_mtime_ns
     again = mod['main'](args)                                     # nothing retrained: same numbers
     assert seed_run.stat().st_mtime_ns == stamp and again['rows'] == r['rows']
+    # another recipe's rungs: its options reach the example, its runs get their own folders, the seed run is reused
+    guided = mod['main'](args + ['--label', "step 19's recipe", '--recipe-args',
+                                 '--class-weight 0.003 --colour-set-aside 16 --calibrate 1 --sem-epochs 5'])
+    assert seed_run.stat().st_mtime_ns == stamp and list(guided['rows'])[1] == "step 19's recipe, 64 images, 1 + 1 epochs"
+    plan = json.loads((tmp_path / 'ttq/semantic_64_1_1_step_19_s_recipe/semantic/metrics.json').read_text())['plan']
+    assert '1 epochs L1' in plan and 'class guidance, then 1 on 48 images' in plan and 'fitted on 16' in plan, plan
 
 
 def test_photo_colour_screen_trains_a_per_image_variant_from_a_phase1_model(shared, tmp_path):
@@ -165,3 +171,23 @@ def test_gradient_scale_reports_each_terms_pull_on_the_encoder(shared):
     assert list(r) == ['start', 'after 2 steps']
     for when in r.values():
         assert set(when) == {'l1', 'feature', 'class_kl'} and all(v['grad'] > 0 and v['value'] > 0 for v in when.values())
+
+
+def test_calibration_margin_measures_the_sampling_error_of_a_fitted_gain(shared, model_file, tmp_path):
+    """bench/calibration_margin.py: on images whose gaps scatter by sd 5, a gain fitted on 2,000 and read on 5,000
+    misses its gap by 5 * sqrt(1/2000 + 1/5000) = 0.13 (1 sd); without scatter it never misses; then a real run."""
+    import runpy
+    import numpy as np
+    mod = runpy.run_path(str(BENCH.parent / 'calibration_margin.py'), run_name='x')
+    gains, rng = mod['GAINS'], np.random.default_rng(0)
+    truth = 25 + rng.normal(0, 5, 2000)
+    cf = 20 * gains[None, :] * np.ones((2000, 1))                       # every image's colour grows with the gain
+    assert mod['gain_for'](truth, cf, 1.) == pytest.approx((truth.mean() - 1) / 20, abs=1e-3)
+    r = mod['margin'](truth, cf, np.zeros_like(cf), n_test=5000, line=1., k=2., splits=300)
+    assert r['sd'] == pytest.approx(5 * np.sqrt(1 / 2000 + 1 / 5000), rel=0.15) and r['aim'] == pytest.approx(0.7)
+    exact = mod['margin'](cf[:, 40] * 1.25, cf, np.zeros_like(cf), splits=50)     # the same ratio in every image
+    assert exact['sd'] < 1e-6 and exact['aim'] == pytest.approx(1.)
+    out = mod['main'](['--model', str(model_file), '--data', str(shared / 'data'), '--n-train', '64',
+                       '--set-aside', '16', '--splits', '20', '--bs', '16', '--out', str(tmp_path / 'm.json')])
+    assert out['n'] == 16 and out['sd'] > 0 and list(out['psnr_by_gap']) == ['0', '0.25', '0.5', '0.75', '1']
+    assert (tmp_path / 'm.json').exists()

@@ -131,21 +131,43 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert r.returncode == 0 and 'demo' in r.stdout and 'train' in r.stdout
 
 
-def test_cifar10_training_from_the_cli_adds_the_feature_loss_through_its_own_resnet20(shared, tmp_path, capsys):
-    "colourgan train --dataset cifar10: the default recipe adds FeatureLoss(0.3) through the encoder's ResNet-20."
+def test_cifar10_training_from_the_cli_defaults_to_step_19s_recipe_and_each_flag_overrides_its_part(shared, tmp_path,
+                                                                                                     capsys):
+    """colourgan train --dataset cifar10: FeatureLoss(0.3) and ClassGuidanceLoss(0.003) through the encoder's ResNet-20,
+    a colour phase with ColourfulnessLoss 3 + PSNRLoss 2 on all but 4 % of the training images, flip averaging and a
+    chroma gain fitted on those 4 % (CIFAR10_RECIPE); flags switch each part off or change it."""
+    from colourgan_fastai import load_colourizer
     base = ['train', '--dataset', 'cifar10', '--data', str(shared / 'data'), '--arch', 'resnet20_cifar',
-            '--encoder-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '32', '--n-valid', '16',
+            '--encoder-weights', str(shared / 'weights/resnet20-12fca82f.th'), '--n-train', '50', '--n-valid', '16',
             '--bs', '16', '--epochs', '1', '--colour-epochs', '1']
     assert main(base + ['--out', str(tmp_path / 'c')]) == 0
     text = capsys.readouterr().out
-    assert "FeatureLoss(0.3) through the encoder's pretrained network" in text and 'ColourfulnessLoss(1.5)' in text
+    preset = next(line for line in text.splitlines() if 'the CIFAR-10 recipe (README, Case 1, step 19)' in line)
+    assert ("class guidance 0.003, ColourfulnessLoss 3, PSNRLoss 2, flip averaging, a chroma gain fitted to the "
+            "truth's colourfulness minus 1") in preset and 'phase-1 epochs' not in preset        # --epochs was given
+    for said in ("FeatureLoss(0.3) through the encoder's pretrained network",
+                 "ClassGuidanceLoss(0.003) through the encoder's pretrained network",
+                 'ColourfulnessLoss(3) + PSNRLoss(2)', '2 training images kept from the colour phase',
+                 'makes the set-aside images'):
+        assert said in text, said
+    G = load_colourizer(tmp_path / 'c.pkl').model
+    assert G.guide.n_classes == 10 and G.flip_average and G.chroma_gain != 1          # a guided U-Net, as scored
     assert main(base + ['--out', str(tmp_path / 'd'), '--feature-weight', '0']) == 0
     assert 'FeatureLoss' not in capsys.readouterr().out                               # 0 turns it off
-    assert main(base + ['--out', str(tmp_path / 'e'), '--class-weight', '0.01']) == 0
-    assert "ClassGuidanceLoss(0.01) through the encoder's pretrained network" in capsys.readouterr().out
-    from colourgan_fastai import load_colourizer
-    assert load_colourizer(tmp_path / 'e.pkl').model.guide.n_classes == 10           # a guided U-Net, exported
-    assert load_colourizer(tmp_path / 'c.pkl').model.guide is None
+    plain = ['--class-weight', '0', '--no-flip-average', '--no-calibrate', '--colourfulness-weight', '1.5',
+             '--psnr-weight', '0.2']
+    assert main(base + ['--out', str(tmp_path / 'e')] + plain) == 0                  # step 12's recipe
+    text = capsys.readouterr().out
+    assert 'ClassGuidanceLoss' not in text and 'step 19' not in text and 'ColourfulnessLoss(1.5) + PSNRLoss(0.2)' in text
+    G = load_colourizer(tmp_path / 'e.pkl').model
+    assert G.guide is None and not G.flip_average and G.chroma_gain == 1
+    assert main(base + ['--out', str(tmp_path / 'f'), '--no-calibrate', '--calibrate', '1']) == 2
+    assert 'contradict' in capsys.readouterr().err
+    assert main(base + ['--out', str(tmp_path / 'f'), '--calibration-images', '4',
+                        '--colour-calibration-images', '4']) == 2
+    assert 'give one' in capsys.readouterr().err
+    assert main(base + ['--out', str(tmp_path / 'f'), '--recipe', 'seed', '--colour-calibration-images', '4']) == 2
+    assert 'the seed recipe has none' in capsys.readouterr().err
     assert main(['train', '--dataset', 'folder', '--data', str(tmp_path), '--no-pretrained', '--class-weight', '0.1',
                  '--out', str(tmp_path / 'f')]) == 2
     assert '--class-weight needs an encoder with a pretrained classifier' in capsys.readouterr().err

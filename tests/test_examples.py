@@ -35,7 +35,11 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
         for f in ('phase1.pth', 'final.pth', 'final.pkl', 'metrics.json'): assert (tmp_path / 'runs' / r / f).exists()
     saved = json.loads((tmp_path / 'runs/seed/metrics.json').read_text())
     assert [len(saved['curves'][k]) for k in ('phase1', 'phase2')] == [1, 2]     # one validation loss per epoch
-    assert '(EMA) (encoder at lr/10), then' in json.loads((tmp_path / 'runs/semantic/metrics.json').read_text())['plan']
+    plan = json.loads((tmp_path / 'runs/semantic/metrics.json').read_text())['plan']    # step 19's recipe, by default
+    assert plan.startswith('64 training images, 1 epochs') and ('(EMA) + 0.003·class guidance (encoder at lr/10), then 1 '
+                                                               'on 61 images with + 3·colourfulness + 2·PSNR loss; '
+                                                               'flip-averaged; chroma gain') in plan, plan
+    assert saved['plan'].startswith('64 training images, 1 L1 + 2 GAN epochs'), saved['plan']
     assert saved['wall_s'] > saved['valid_s'] > 0 and saved['cpu_s'] > 0
     for f in ('seed/unet_log.csv', 'seed/gan_log.csv', 'semantic/unet_log.csv', 'semantic/colour_log.csv'):
         assert (tmp_path / 'runs' / f).exists(), f
@@ -59,7 +63,9 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
                 str(tmp_path / 'runs' / 'semantic'), '--images', str(tmp_path / 'img3'), '--out', str(tmp_path / 'runs3')]
         cont = mod['main'](args + ['--sem-epochs', '1'])
         with pytest.raises(SystemExit, match='ran 1 phase-1 epochs'): mod['main'](args + ['--sem-epochs', '4'])
-        with pytest.raises(SystemExit, match='--set-aside'): mod['main'](args + ['--sem-epochs', '1', '--calibrate', '1'])
+        with pytest.raises(SystemExit, match='--set-aside'):        # step 12's defaults set no images aside
+            mod['main'](args + ['--sem-epochs', '1', '--calibrate', '1', '--defaults', '12'])
+        with pytest.raises(SystemExit, match='contradict'): mod['main'](args + ['--calibrate', '1', '--no-calibrate'])
         with pytest.raises(SystemExit, match='--encoder-lr-div must be positive'):
             mod['main'](args + ['--sem-epochs', '1', '--encoder-lr-div', '0'])
         with pytest.raises(SystemExit, match='with --phase1-from phase 1 does not run'):
@@ -90,7 +96,8 @@ def test_cifar10_experiment_end_to_end(shared, tmp_path, monkeypatch):
 
 
 def test_cifar10_experiment_with_class_guidance_and_its_refusals(shared, tmp_path):
-    "--class-weight: a guided U-Net trained with ClassGuidanceLoss in both phases; runs saved from it need the flag."
+    """--class-weight: a guided U-Net trained with ClassGuidanceLoss in both phases; runs saved from it need the flag.
+    With step 19's --colour-set-aside: phase 1 on every training image, the colour phase and the gain on the rest."""
     sys.path.insert(0, str(EXAMPLES))
     try:
         mod = runpy.run_path(str(EXAMPLES / 'cifar10_same_dataset.py'), run_name='smoke')
@@ -100,16 +107,25 @@ def test_cifar10_experiment_with_class_guidance_and_its_refusals(shared, tmp_pat
                 '--images', str(tmp_path / 'img')]
         with pytest.raises(SystemExit, match='--class-weight must be >= 0'):
             mod['main'](base + ['--out', str(tmp_path / 'bad'), '--class-weight', '-1'])
-        mod['main'](base + ['--out', str(tmp_path / 'runs'), '--class-weight', '0.05'])
-        with pytest.raises(SystemExit, match='trained with a class guide'):         # figures need the same flag
-            mod['main'](base + ['--out', str(tmp_path / 'runs'), '--figures-only'])
+        with pytest.raises(SystemExit, match='give one'):
+            mod['main'](base + ['--out', str(tmp_path / 'bad'), '--set-aside', '16', '--colour-set-aside', '16'])
+        (tmp_path / 'aside').mkdir(); (tmp_path / 'aside/phase1.json').write_text('{"set_aside": 16, "seed": 42}')
+        with pytest.raises(SystemExit, match='set training images aside'):
+            mod['main'](base + ['--out', str(tmp_path / 'bad'), '--colour-set-aside', '16', '--phase1-from',
+                                str(tmp_path / 'aside')])
+        step19 = ['--colour-set-aside', '16', '--flip-average', '--calibrate', '1']
+        mod['main'](base + ['--out', str(tmp_path / 'runs'), '--class-weight', '0.05'] + step19)
+        with pytest.raises(SystemExit, match='trained with a class guide'):         # figures need a guide too
+            mod['main'](base + ['--out', str(tmp_path / 'runs'), '--figures-only', '--class-weight', '0'])
         redrawn = mod['main'](base + ['--out', str(tmp_path / 'runs'), '--figures-only', '--class-weight', '0.05'])
         with pytest.raises(SystemExit, match='trained with a class guide'):         # so does its phase 1
-            mod['main'](base + ['--out', str(tmp_path / 'cont'), '--phase1-from', str(tmp_path / 'runs/semantic')])
+            mod['main'](base + ['--out', str(tmp_path / 'cont'), '--phase1-from', str(tmp_path / 'runs/semantic'),
+                                '--defaults', '12'])
     finally: sys.path.remove(str(EXAMPLES))
     import pandas as pd
     saved = json.loads((tmp_path / 'runs/semantic/metrics.json').read_text())
-    assert '(EMA) + 0.05·class guidance, then' in saved['plan'], saved['plan']
+    assert saved['plan'].startswith('64 training images') and '(EMA) + 0.05·class guidance, then 1 on 48 images' \
+        in saved['plan'] and 'fitted on 16 set-aside images' in saved['plan'], saved['plan']
     for f in ('unet_log.csv', 'colour_log.csv'):                                  # the term trained in both phases
         assert pd.read_csv(tmp_path / 'runs/semantic' / f)['loss_class'].iloc[-1] > 0
     assert 'semantic: final (+ colourfulness, PSNR loss)' in redrawn

@@ -184,6 +184,20 @@ def test_the_default_recipe_can_weight_the_feature_loss_differently_in_the_colou
     assert seen[0]['FeatureLoss'] == 0.3 and 'FeatureLoss' not in seen[1]     # 0: the colour phase goes without
 
 
+def test_the_default_recipe_trains_its_colour_phase_on_colour_dls_when_given(tiny_learn):
+    "colour_dls: phase 1 on every training image, the colour phase only on those not held out."
+    from colourgan_fastai import train_semantic_colour, hold_out
+    seen = []
+    class Items(Callback):
+        def before_fit(self): seen.append((set(self.dls.train.items), set(self.dls.valid.items)))
+    every, valid = set(tiny_learn.dls.train.items), set(tiny_learn.dls.valid.items)
+    colour_dls, held = hold_out(tiny_learn.dls, 32, seed=0)
+    train_semantic_colour(tiny_learn, 1, 1, phase1_cbs=[Items()], colour_cbs=[Items()], colour_dls=colour_dls)
+    held = set(held.items)
+    assert len(held) == 32 and held < every and tiny_learn.dls is colour_dls
+    assert seen[0] == (every, valid) and seen[1] == (every - held, valid)    # phase 1 trains on them, phase 2 never
+
+
 def test_the_default_recipe_takes_discriminative_learning_rates_for_phase_1(tiny_learn):
     "lr=slice(lo, hi): phase 1 trains the pretrained encoder at lo, the decoder at hi; the colour phase at one rate."
     from colourgan_fastai import train_semantic_colour
