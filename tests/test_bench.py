@@ -88,7 +88,8 @@ def test_screen_tunes_on_exactly_the_images_the_example_set_aside_from_phase_1(s
     def split(*args): return screen['tuning_split'](screen['parser']().parse_args(['--data', str(shared / 'data'), *args]))
     def trained(recipe, *args):                # (images the recipe trains on, the loader of those set aside)
         a = example['parser']().parse_args(['--data', str(shared / 'data'), '--n-valid', '8', *args])
-        dls, aside = example['recipe_dls'](recipe, a)
+        dls, aside, colour_dls = example['recipe_dls'](recipe, a)
+        assert colour_dls is None                                   # --set-aside: one training set for both phases
         return list(dls.train_ds.items), aside
     tune, rest = split('--tune-set-aside', '--n-tune', '300', '--seed', '7')
     phase1, aside = trained('semantic', '--set-aside', '300', '--seed', '7')       # all 50,000 but the 300
