@@ -110,7 +110,7 @@ def _recipe_defaults(a, has_classifier):
             'colourfulness_weight': f"ColourfulnessLoss {a.colourfulness_weight:g}",
             'psnr_weight': f"PSNRLoss {a.psnr_weight:g}", 'flip_average': 'flip averaging',
             'calibrate': f"a chroma gain fitted to the truth's colourfulness minus {a.calibrate:g}"}
-    return ("train: the CIFAR-10 recipe (README, Case 1, step 19) for what was not given: "
+    return ("train: the CIFAR-10 recipe (README, Case 1, steps 19-20) for what was not given: "
             + ', '.join(said[k] for k in said if k in unset))
 
 
@@ -163,7 +163,12 @@ def cmd_train(a):
         init = Path(a.init).with_suffix('.pth')
         if not init.is_file():
             raise FileNotFoundError(f"--init {init} not found (a model saved by train, e.g. *_unet.pth)")
-        learn.load(init.absolute().with_suffix(''), with_opt=False)
+        try: learn.load(init.absolute().with_suffix(''), with_opt=False)
+        except RuntimeError as e:
+            if '.head.' not in str(e) and '.fuse.' not in str(e): raise
+            raise ValueError(f"--init {init} was trained {'without' if guided else 'with'} a class guide and this "
+                             f"U-Net {'has one' if guided else 'has none'}: give the --class-weight it was trained "
+                             f"with{' (0: none)' if guided else ''}") from None
         print(f"train: starting from the weights in {init}")
     if a.bf16: learn.to_bf16()
     learn.path = out.parent.absolute(); learn.model_dir = '.'
@@ -344,7 +349,7 @@ def build_parser():
                    "--calibration-images and --colour-calibration-images (default: 1 for the semantic recipe on "
                    "cifar10, on images kept from its colour phase; none elsewhere)")
     t.add_argument('--no-calibrate', action='store_true', help="no chroma gain (the semantic recipe on cifar10 "
-                   "calibrates by default: --calibrate 1 on 4 %% of the training images kept from the colour phase)")
+                   "calibrates by default: --calibrate 0.5 on 4 %% of the training images kept from the colour phase)")
     t.add_argument('--calibration-images', type=int, metavar='N', help="with --calibrate: set a seeded N of the "
                    "training images aside, train on the others and fit the gain on these (default: on the "
                    "validation images, which for stl10/imagenette are their test split)")

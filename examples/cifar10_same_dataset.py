@@ -6,7 +6,7 @@ Both recipes train a DynamicUnet on the CIFAR-10 ResNet-20 and are scored on all
 - `semantic`: the library's CIFAR-10 recipe (`train_semantic_colour` with `CIFAR10_RECIPE`, README, Case 1, step 19):
   all 50,000 training images, 8 epochs of L1 with an EMA of G, `FeatureLoss` 0.3 through the ResNet-20 and a class
   guide trained by `ClassGuidanceLoss` 0.003 through it; then a colour epoch adding `ColourfulnessLoss` 3 and
-  `PSNRLoss` 2 on all but 2,000 images, on which the chroma gain is fitted to the truth's colourfulness minus 1;
+  `PSNRLoss` 2 on all but 2,000 images, on which the chroma gain is fitted to the truth's colourfulness minus 0.5;
   flip averaging. `--defaults 12` gives step 12's recipe and the seed's 11 + 11 epochs, as the README's commands for
   steps 1-18 ran.
 The judge of the semantic test is an *independent* classifier, the CIFAR-10 ResNet-32 (`--judge`): it is used
@@ -246,7 +246,7 @@ def run_recipe(recipe, a, out):
 
 
 STAGE_NAMES = {'seed': ('seed: U-Net only (L1)', 'seed: U-Net + GAN'),
-               'semantic': ('semantic: phase 1 (L1 + feature loss, EMA)', 'semantic: final (+ colourfulness, PSNR loss)')}
+               'semantic': ('semantic: phase 1', 'semantic: final')}
 
 
 def main(argv=None):

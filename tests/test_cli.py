@@ -142,9 +142,9 @@ def test_cifar10_training_from_the_cli_defaults_to_step_19s_recipe_and_each_flag
             '--bs', '16', '--epochs', '1', '--colour-epochs', '1']
     assert main(base + ['--out', str(tmp_path / 'c')]) == 0
     text = capsys.readouterr().out
-    preset = next(line for line in text.splitlines() if 'the CIFAR-10 recipe (README, Case 1, step 19)' in line)
+    preset = next(line for line in text.splitlines() if 'the CIFAR-10 recipe (README, Case 1, steps 19-20)' in line)
     assert ("class guidance 0.003, ColourfulnessLoss 3, PSNRLoss 2, flip averaging, a chroma gain fitted to the "
-            "truth's colourfulness minus 1") in preset and 'phase-1 epochs' not in preset        # --epochs was given
+            "truth's colourfulness minus 0.5") in preset and 'phase-1 epochs' not in preset        # --epochs was given
     for said in ("FeatureLoss(0.3) through the encoder's pretrained network",
                  "ClassGuidanceLoss(0.003) through the encoder's pretrained network",
                  'ColourfulnessLoss(3) + PSNRLoss(2)', '2 training images kept from the colour phase',
@@ -161,6 +161,8 @@ def test_cifar10_training_from_the_cli_defaults_to_step_19s_recipe_and_each_flag
     assert 'ClassGuidanceLoss' not in text and 'step 19' not in text and 'ColourfulnessLoss(1.5) + PSNRLoss(0.2)' in text
     G = load_colourizer(tmp_path / 'e.pkl').model
     assert G.guide is None and not G.flip_average and G.chroma_gain == 1
+    assert main(base + ['--out', str(tmp_path / 'f'), '--init', str(tmp_path / 'e_unet.pth')]) == 2     # no guide
+    assert 'trained without a class guide' in capsys.readouterr().err
     assert main(base + ['--out', str(tmp_path / 'f'), '--no-calibrate', '--calibrate', '1']) == 2
     assert 'contradict' in capsys.readouterr().err
     assert main(base + ['--out', str(tmp_path / 'f'), '--calibration-images', '4',
