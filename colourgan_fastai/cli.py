@@ -156,9 +156,9 @@ def cmd_train(a):
             a.colour_calibration_images
         colour_dls, held = hold_out(dls, n, a.seed)
         print(f"train: {n} training images kept from the colour phase for --calibrate (phase 1 trains on all)")
-    learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights,
-                           metrics=colour_metrics(),
-                           class_guidance=n_classes(own, dls.one_batch()[0].shape[-2:]) if guided else None)
+    size = tuple(dls.one_batch()[0].shape[-2:])                   # one batch read, for the U-Net and the guide
+    learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights, img_size=size,
+                           metrics=colour_metrics(), class_guidance=n_classes(own, size) if guided else None)
     if a.init:
         init = Path(a.init).with_suffix('.pth')
         if not init.is_file():
