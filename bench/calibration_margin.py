@@ -42,7 +42,9 @@ GAINS = np.linspace(0.8, 1.6, 81)
 def per_image(model, dl, gains=GAINS):
     """Per set-aside image: the truth's colourfulness (N,), and the prediction's colourfulness and PSNR at each gain
     (N, len(gains)), the generator's other eval-mode settings (flip averaging) as exported."""
-    from colourgan_fastai import colourfulness, decode_lab, colour_unet_of, as_plain
+    from colourgan_fastai.metrics import colourfulness
+    from colourgan_fastai.lab import decode_lab
+    from colourgan_fastai.models import colour_unet_of, as_plain
     from colourgan_fastai.metrics import psnr as image_psnr
     G = colour_unet_of(model).eval()
     lo, hi = G.ab_range

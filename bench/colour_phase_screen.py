@@ -60,7 +60,9 @@ def parser():
 
 def per_image_cf_loss(weight):
     "The rejected variant: mean over images of |CF(pred) - CF(truth)| / 100 instead of the batch means' gap."
-    from colourgan_fastai import LossTerm, decode_lab, colourfulness
+    from colourgan_fastai import LossTerm
+    from colourgan_fastai.lab import decode_lab
+    from colourgan_fastai.metrics import colourfulness
 
     class PerImageColourfulnessGap(LossTerm):
         name = 'loss_cf_per_image'
@@ -90,8 +92,8 @@ def tuning_split(a):
 
 def screen(a):
     from fastai.torch_core import set_seed
-    from colourgan_fastai import (dls_from_lists, cifar10_dls, colour_learner, colour_metrics, resnet20_cifar,
-                                  score_predictions, train_semantic_colour, use_flip_average, calibrate_colourfulness)
+    from colourgan_fastai import cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, score_predictions, train_semantic_colour, use_flip_average, calibrate_colourfulness
+    from colourgan_fastai.data import dls_from_lists
     sys.path.insert(0, str(ROOT / 'examples'))
     import experiment as ex
     from cifar10_same_dataset import Top1, CLASSES

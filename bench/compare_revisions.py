@@ -33,7 +33,7 @@ def main(argv=None):
     p.add_argument('--batches', type=int, default=3); p.add_argument('--repeats', type=int, default=5)
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(a.after).resolve()))
-    from colourgan_fastai import cpu_description
+    from colourgan_fastai.precision import cpu_description
     print(f"CPU: {cpu_description()}; {a.rounds} interleaved rounds of {a.repeats} runs after a warm-up, "
           f"{a.batches} batches per run; median of all runs")
     runs = {(v, n): [] for v in ('before', 'after') for n in a.only}

@@ -15,7 +15,7 @@ torch.set_num_threads(max(1, 2 // n_proc))
 from fastai.callback.core import Callback, CancelValidException
 from fastai.distributed import rank_distrib
 from fastai.torch_core import set_seed
-from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer
+from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer, cpu_distrib_ctx
 class NoValid(Callback):
     def before_validate(self): raise CancelValidException()
 set_seed(0)
@@ -23,7 +23,7 @@ dls = sample_photos_dls(size=32, n=int(n / 0.8) + 1, bs=32)
 learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
 learn.add_cb(GANColourizer())
 ts = []
-ctx = learn.distrib_ctx(cpu=True, sync_bn=False) if n_proc > 1 else learn.no_bar()
+ctx = cpu_distrib_ctx(learn) if n_proc > 1 else learn.no_bar()
 with ctx, learn.no_logging():
     for i in range(4):
         t = time.perf_counter(); learn.fit(1, 1e-4, cbs=NoValid()); ts.append(time.perf_counter() - t)

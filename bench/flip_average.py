@@ -38,8 +38,8 @@ def _forward_seconds(G, batches, repeats):
 
 def main(argv=None):
     a = parser().parse_args(argv)
-    from colourgan_fastai import (load_colourizer, use_flip_average, imagenette_dls, cifar10_dls, colour_metrics,
-                                  score_predictions, SpuriousColour, as_plain)
+    from colourgan_fastai import load_colourizer, use_flip_average, imagenette_dls, cifar10_dls, colour_metrics, score_predictions, SpuriousColour
+    from colourgan_fastai.models import as_plain
     make = imagenette_dls if a.dataset == 'imagenette' else cifar10_dls
     dl = make(a.data, n_train=a.bs, size=a.size, bs=a.bs, n_valid=a.n_valid).valid
     learn = load_colourizer(a.model)

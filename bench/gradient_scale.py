@@ -27,7 +27,7 @@ def parser():
 
 def encoder_grad_norms(G, own, layers, L_, ab):
     "{term: norm of the gradient its unweighted value sends to G's encoder} for L1, the feature and the class term."
-    from colourgan_fastai import feature_distance, guidance_kl
+    from colourgan_fastai.losses import feature_distance, guidance_kl
     enc = list(G.layers[0].parameters())
     pred = G(L_)
     terms = dict(l1=F.l1_loss(pred, ab), feature=feature_distance(own, own.stats, layers, L_, pred, ab),
@@ -46,7 +46,8 @@ def measure(G, own, layers, batches):
 
 def main(argv=None):
     a = parser().parse_args(argv)
-    from colourgan_fastai import cifar10_dls, colour_learner, resnet20_cifar, feature_distance, guidance_kl
+    from colourgan_fastai import cifar10_dls, colour_learner, resnet20_cifar
+    from colourgan_fastai.losses import feature_distance, guidance_kl
     torch.manual_seed(a.seed)
     dls = cifar10_dls(a.data, n_train=2048, bs=64, seed=42, n_valid=256)
     G = colour_learner(dls, arch=resnet20_cifar(a.weights), class_guidance=10).model.train()

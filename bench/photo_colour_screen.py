@@ -43,8 +43,7 @@ def main(argv=None):
     import experiment as ex
     from colour_phase_screen import per_image_cf_loss, loss_columns
     from encoder_transfer import metrics                      # Case 2's columns: colour_metrics + SpuriousColour
-    from colourgan_fastai import (imagenette_dls, colour_learner, score_predictions, train_semantic_colour,
-                                  encoder_classifier)
+    from colourgan_fastai import imagenette_dls, colour_learner, score_predictions, train_semantic_colour, encoder_classifier
     set_seed(a.seed)
     dls = imagenette_dls(a.data, n_train=a.n_train, size=a.size, bs=a.bs, seed=a.seed, n_valid=a.n_valid)
     learn = colour_learner(dls, arch='mobilenet_v2', weights=a.weights, metrics=metrics())

@@ -63,7 +63,7 @@ def _files(r: Run, n):
     root = SHARED / 'data' / r.cfg['data'] / 'train'
     if root.is_dir(): return sorted(get_image_files(root))[:n]
     from PIL import Image
-    from colourgan_fastai import sample_photo
+    from colourgan_fastai.data import sample_photo
     out = []
     for i in range(n):
         ph = sample_photo(i)
@@ -75,7 +75,7 @@ def _files(r: Run, n):
 
 def _G(cfg, fast=True):
     "The generator; peers get PyTorch's default memory layout (as their authors run), ours the library's default."
-    from colourgan_fastai import colour_unet
+    from colourgan_fastai.models import colour_unet
     return colour_unet(cfg['arch'], cfg['size'], pretrained=False, channels_last=fast)
 
 
@@ -86,7 +86,7 @@ def _D(cfg, n_in=3, fast=True):
 
 def _ours_dls(r: Run, files, cache=True):
     "Ours: `CachedDL` (decode once, batches from memory) unless cache=False (the per-item pipeline)."
-    from colourgan_fastai import dls_from_lists
+    from colourgan_fastai.data import dls_from_lists
     return dls_from_lists(files, files[:r.cfg['bs']], r.cfg['size'], r.cfg['bs'], cache=cache, num_workers=r.workers)
 
 
@@ -325,7 +325,7 @@ def main(argv=None):
     rounds = a.rounds or (1 if quick else 2)
     repeats = a.repeats or (1 if a.tiny else 5 if quick else 3)
     names = a.only or TRAIN + OTHER + ([] if quick else BEFORE_AFTER)
-    from colourgan_fastai import cpu_bf16_native, cpu_description
+    from colourgan_fastai.precision import cpu_bf16_native, cpu_description
     print(f"CPU: {cpu_description()}")
     if cpu_bf16_native() is False:
         if a.emulated_bf16: print("bf16 rows are EMULATED on this CPU (no AVX512-BF16/AMX): they show the emulation's cost")

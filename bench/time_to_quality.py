@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from colourgan_fastai import cpu_description
+from colourgan_fastai.precision import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / 'examples' / 'cifar10_same_dataset.py'

@@ -5,7 +5,7 @@ A generator trained for fidelity (L1, PSNR) is timid: where it is unsure of a hu
 `calibrate_colourfulness` finds the gain g for which g * ab (clamped to the output range) is, on average, exactly as
 colourful as the real images, and stores it in the generator (`ColourUnet.chroma_gain`), so `learn.export`,
 `colourize` and the metrics all see the calibrated model. Training never sees the gain (it acts in eval mode only).
-Measured on CIFAR-10 (README, Case 1, step 15): near 1 the gain buys colour for less PSNR than the colourfulness loss
+Measured on CIFAR-10 (docs/experiments/cifar10.md, "A calibrated chroma gain"): near 1 the gain buys colour for less PSNR than the colourfulness loss
 does.
 """
 import torch
@@ -31,8 +31,8 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
     G = colour_unet_of(learn)
     dl = learn.dls.valid if dl is None else dl
     lo, hi = getattr(G, 'ab_range', (-1., 1.))
-    was_training, old_gain = G.training, getattr(G, 'chroma_gain', 1.)
-    G.chroma_gain = 1.                                    # predictions without a gain, to be scaled below
+    was_training, old_gain = G.training, float(G.chroma_gain)
+    G.set_prediction(chroma_gain=1.)                      # predictions without a gain, to be scaled below
     Ls, preds, true_cf = [], [], []
     try:
         G.eval()
@@ -49,7 +49,7 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
             raise ValueError(f"no chroma gain in [{a:.3g}, {b:.3g}] makes the outputs' colourfulness {target:.2f} "
                              f"(they reach {cf_a:.2f} to {cf_b:.2f}); the model was left as it was")
     except BaseException:
-        G.chroma_gain = old_gain; raise
+        G.set_prediction(chroma_gain=old_gain); raise
     finally: G.train(was_training)
     for _ in range(60):                                   # bisection: colourfulness grows with the gain
         g = (a + b) / 2
@@ -57,5 +57,5 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
         if abs(cf - target) <= tol: break
         if cf < target: a = g
         else: b = g
-    G.chroma_gain = g
+    G.set_prediction(chroma_gain=g)
     return g

@@ -6,22 +6,20 @@ collated, and split into Lab by the `LabSplit` *batch* transform, so the convers
 there is one. `LabSplit.decodes` turns (L, ab) back into RGB, so `show_batch`, `show_results` and
 `predict` show colour pictures.
 """
-import warnings
 from collections import namedtuple
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from fastai.vision.all import (PILImage, TensorImage, ItemTransform, DataBlock, ImageBlock, Resize, ResizeMethod,
-                               FlipItem, get_image_files, get_files, image_extensions, untar_data, URLs, progress_bar, IndexSplitter,
-                               RandomSplitter)
+                               FlipItem, get_image_files, untar_data, URLs, IndexSplitter, RandomSplitter)
 
 from .lab import encode_lab, decode_lab
-from .images import load_rgb
+from .images import load_rgb, find_images, check_images
 from .cache import CachedDL
 
 __all__ = ['PILColour', 'LabSplit', 'colour_datablock', 'cifar10_dls', 'stl10_dls', 'colour_dls',
-           'sample_photos_dls', 'imagenette_dls', 'find_images', 'folder_images', 'check_images', 'SAMPLE_PHOTOS',
+           'sample_photos_dls', 'imagenette_dls', 'find_dataset', 'dls_from_folder', 'SAMPLE_PHOTOS',
            'dls_from_lists', 'sample_photo', 'hold_out']
 
 class PILColour(PILImage):
@@ -167,61 +165,6 @@ def stl10_dls(path, n_train=None, size=96, bs=32, seed=42, n_valid=None, cache=T
 
 
 # ---------------------------------------------------------------------------------------------- any images
-def find_images(src) -> list:
-    """Image files in a folder (fastai's `get_image_files`, recursive, sorted) or a list of paths; clear errors for
-    missing and empty folders."""
-    if isinstance(src, (str, Path)):
-        src = Path(src)
-        if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
-        if src.is_file(): return [src]
-        files = sorted(get_image_files(src))
-        if not files: raise ValueError(f"no image files found in {src}")
-        return files
-    files = list(src)
-    if not files: raise ValueError("the list of images is empty")
-    return files
-
-
-_IMAGE_EXTS = {e.lower() for e in image_extensions}
-
-
-def _opens_as_image(f) -> bool:
-    "Whether Pillow recognises `f` as an image from its header."
-    try:
-        with Image.open(f): return True
-    except Image.DecompressionBombError: return True        # an image; colourize_files reports why it is refused
-    except Exception: return False
-
-
-def folder_images(src):
-    """(images, others): the files under folder `src`, recursively and sorted, hidden files and folders excluded as
-    fastai's `get_files` does. Images are the files with an image extension plus every other file Pillow can open,
-    so a photo with no extension or an unusual one (`.mpo`, `.tga`, a scanner's `scan0001`) is not passed over;
-    `others` are the files that are not images, which the caller reports rather than drops silently."""
-    imgs, others = [], []
-    for f in sorted(get_files(src, recurse=True)):
-        (imgs if f.suffix.lower() in _IMAGE_EXTS or _opens_as_image(f) else others).append(f)
-    return imgs, others
-
-
-def check_images(files, min_size=0, verbose=True):
-    """Fully decode each image; skip unreadable ones and ones smaller than `min_size` on the short side,
-    with one warning naming them. Returns the good ones."""
-    good, bad, small = [], [], []
-    for f in progress_bar(files, display=verbose and len(files) > 200, leave=False):
-        if not isinstance(f, (str, Path)): good.append(f); continue
-        try:
-            with Image.open(f) as im:
-                im.load()
-                w, h = im.size
-        except Exception as e:
-            bad.append(f"{f} ({type(e).__name__}: {e})"); continue
-        (small if min(w, h) < min_size else good).append(f)
-    if bad: warnings.warn(f"skipped {len(bad)} unreadable image(s): " + '; '.join(map(str, bad)))
-    if small: warnings.warn(f"skipped {len(small)} image(s) smaller than {min_size} px: " + ', '.join(map(str, small)))
-    return good
-
-
 def colour_dls(source, size=64, bs=32, valid_pct=0.2, valid=None, seed=42, n_train=None, **kwargs):
     """Any images: a folder (searched recursively) or a list of files. Validation is `valid` (a folder or
     list) if given, else a seeded `valid_pct` split. Unreadable images and images smaller than `size` are
@@ -291,3 +234,43 @@ def sample_photos_dls(size=64, n=2000, bs=32, seed=42, valid_pct=0.2, **kwargs):
         valid += _crop_specs(rng, name, n_va_j, size, cut, w, h)
     kwargs.setdefault('num_workers', 0)
     return dls_from_lists(train, valid, size, bs, get_x=PhotoCrops(), seed=seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- the data set of a folder
+DATASET_DEFAULTS = {'cifar10': (32, 64), 'stl10': (96, 32), 'imagenette': (96, 32), 'folder': (64, 32)}  # size, bs
+_DOWNLOADS = ('cifar10', 'imagenette')
+
+
+def find_dataset(data):
+    """What `data` holds, as (kind, root): 'cifar10' or 'imagenette' for a folder in fastai's `untar_data` layout (the
+    data set's own folder, or the folder holding it; root: the folder holding it, None to download it when `data` is
+    just the name 'cifar10' or 'imagenette' and no such folder exists); 'stl10' for torchvision's `stl10_binary`;
+    'folder' for any other folder with images in it (root: the folder). Anything else is a clear error."""
+    p = Path(data).expanduser()
+    if not p.exists():
+        if str(data) in _DOWNLOADS: return str(data), None
+        raise FileNotFoundError(f"--data {data} does not exist (a folder of images, or one in CIFAR-10's, STL-10's or "
+                                f"Imagenette's layout; the names {' and '.join(_DOWNLOADS)} download those)")
+    if not p.is_dir(): raise NotADirectoryError(f"--data {data} is a file: give a folder of images")
+    for kind, sub, valid in (('cifar10', 'cifar10', 'test'), ('imagenette', 'imagenette2-160', 'val')):
+        if (p / sub / 'train').is_dir() and (p / sub / valid).is_dir(): return kind, p
+        if p.name == sub and (p / 'train').is_dir() and (p / valid).is_dir(): return kind, p.parent
+    if (p / 'train_X.bin').is_file() or (p / 'stl10_binary' / 'train_X.bin').is_file(): return 'stl10', p
+    find_images(p)                                           # a clear error when there is no image in it
+    return 'folder', p
+
+
+def dls_from_folder(data, size=None, bs=None, n_train=None, n_valid=None, seed=42, cache=False):
+    """Colour DataLoaders for whatever `data` holds (`find_dataset`), and its kind. Default size and batch size by kind
+    (`DATASET_DEFAULTS`). A plain folder validates on its `valid/`, `val/` or `test/` folder beside a `train/` one
+    when it has them, else on a seeded 20 % of its images."""
+    kind, root = find_dataset(data)
+    size, bs = size or DATASET_DEFAULTS[kind][0], bs or DATASET_DEFAULTS[kind][1]
+    kw = dict(n_train=n_train, size=size, bs=bs, seed=seed)
+    if kind == 'cifar10': return cifar10_dls(root, n_valid=n_valid, **kw), kind
+    if kind == 'imagenette': return imagenette_dls(root, n_valid=n_valid, cache=cache, **kw), kind
+    if kind == 'stl10': return stl10_dls(root, n_valid=n_valid, **kw), kind
+    valid = next((root / v for v in ('valid', 'val', 'test') if (root / v).is_dir()), None)
+    if valid is not None and (root / 'train').is_dir():
+        return colour_dls(root / 'train', valid=valid, cache=cache, **kw), kind
+    return colour_dls(root, cache=cache, **kw), kind

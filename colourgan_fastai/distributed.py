@@ -1,17 +1,19 @@
-"""Small, tested shims that let fastai's distributed training run where it does not by itself, and the
-helpers GANColourizer uses to keep D in sync across processes.
+"""Distributed training helpers: the opt-in CPU (gloo) fix for fastai's `DistributedDL`, and the collectives
+GANColourizer uses to keep D in sync across processes.
 
 fastai 2.8's `DistributedDL._broadcast` moves the shuffled indices to CUDA before broadcasting them ("nccl only
-works with cuda tensors"), which fails on CPU processes with the gloo backend. `_broadcast` below keeps the
-tensor on the CPU unless the backend is NCCL; it is installed on import of this module (colourgan_fastai imports
-it). Everything else is fastai's and Accelerate's own path: `with learn.distrib_ctx(cpu=True, sync_bn=False)`
-on CPU, `with learn.distrib_ctx()` on GPUs.
+works with cuda tensors"), which fails on CPU processes with the gloo backend. Importing this package changes
+nothing in fastai; `cpu_distrib_ctx(learn)` is `learn.distrib_ctx(cpu=True, sync_bn=False)` with the broadcast kept
+on the CPU for its duration (`gloo_broadcast()` alone is that fix as a context manager). On GPUs, use fastai's
+own `learn.distrib_ctx()`.
 """
+from contextlib import contextmanager
+
 import torch
 import torch.distributed as dist
 from fastai.distributed import DistributedDL
 
-__all__ = ['is_distributed', 'broadcast_module', 'all_reduce_grads']
+__all__ = ['cpu_distrib_ctx', 'gloo_broadcast', 'is_distributed', 'broadcast_module', 'all_reduce_grads']
 
 
 def _broadcast(self, t, rank):
@@ -22,7 +24,20 @@ def _broadcast(self, t, rank):
     return t.cpu().tolist()
 
 
-DistributedDL._broadcast = _broadcast
+@contextmanager
+def gloo_broadcast():
+    "Within the block, fastai's `DistributedDL` broadcasts its shuffled indices on the CPU unless the backend is NCCL."
+    old = DistributedDL.__dict__['_broadcast']
+    DistributedDL._broadcast = _broadcast
+    try: yield
+    finally: DistributedDL._broadcast = old
+
+
+@contextmanager
+def cpu_distrib_ctx(learn, **kwargs):
+    """Distributed training on CPU processes (gloo, e.g. `torchrun --nproc_per_node 2 train.py`): fastai's
+    `learn.distrib_ctx(cpu=True, sync_bn=False, **kwargs)` inside `gloo_broadcast()`."""
+    with gloo_broadcast(), learn.distrib_ctx(cpu=True, sync_bn=False, **kwargs) as l: yield l
 
 
 def is_distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

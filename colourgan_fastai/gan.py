@@ -11,9 +11,9 @@ discriminator `disc` and its *own* optimiser `disc_opt`, created once, at the fi
               with D's parameters frozen for that graph, so G's backward and step never touch D.
   validation: untouched (`run_valid = False`), so `valid_loss` stays the plain L1 of the U-Net phase.
 
-D, its optimiser state and the batch counter go into the files `ColourLearner.save` writes (`saved_state`), and
-`learn.load` restores them (`load_saved_state`), so `lr_find` leaves both nets as it found them and a run resumes
-exactly. Nothing of D lives in G: `copy.deepcopy(learn.model)` and `torch.save(learn.model)` copy G alone, and
+While the callback is attached, `learn.save('gan')` writes D, its optimiser state and the batch counter to
+`gan.gan_colourizer.pth` beside fastai's own `gan.pth`, and `learn.load('gan')` restores them (`save_state`,
+`load_state`), so `lr_find` leaves both nets as it found them and a run resumes exactly. Nothing of D lives in G: `copy.deepcopy(learn.model)` and `torch.save(learn.model)` copy G alone, and
 `learn.export` writes the generator only (Stateful: D is never pickled).
 """
 import torch
@@ -76,27 +76,28 @@ class GANColourizer(Callback):
             self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.d_lr, betas=self.betas)
         return self.disc
 
-    # ------------------------------------------------------------------ D in the model file (ColourLearner)
-    def saved_state(self, with_opt=True):
-        if self.disc is None: return None
+    # ------------------------------------------------------------------ D beside the model file (ColourLearner)
+    def save_state(self, file, with_opt=True):
+        "Write D, its optimiser (unless `with_opt=False`) and the batch counter to `file` (nothing before D exists)."
+        if self.disc is None: return
         s = {'disc': self.disc.state_dict(), 'n_batches': torch.tensor(self.n_batches)}
         if with_opt and self.disc_opt is not None: s['disc_opt'] = self.disc_opt.state_dict()
-        return s
+        torch.save(s, file)
 
-    def load_saved_state(self, state, learn=None):
-        if learn is not None and self.learn is None: self.learn = learn
+    def load_state(self, file, device=None, with_opt=True):
+        "Read what `save_state` wrote into this callback's D (built first where it does not exist yet)."
+        state = torch.load(file, map_location=device or 'cpu', weights_only=True)
         self.build_disc()
         res = self.disc.load_state_dict(state['disc'], strict=False)
         if res.missing_keys or res.unexpected_keys:
-            raise ValueError(f"the saved discriminator does not fit this GANColourizer's: missing keys "
+            raise ValueError(f"the saved discriminator in {file} does not fit this GANColourizer's: missing keys "
                              f"{res.missing_keys[:8]}, unexpected keys {res.unexpected_keys[:8]}")
-        if 'disc_opt' in state: self.disc_opt.load_state_dict(state['disc_opt'])
+        if with_opt and 'disc_opt' in state: self.disc_opt.load_state_dict(state['disc_opt'])
         self.n_batches = int(state['n_batches'])
 
     # ------------------------------------------------------------------ training events
     def before_fit(self):
         self.build_disc()
-        if hasattr(self.learn, 'remember'): self.learn.remember(self)     # ColourLearner: D goes into learn.save
         self.learn.metrics = [m for m in self.learn.metrics if m not in self.columns] + self.columns
         # The autocast G runs under, as MixedPrecision (order 10, so already set up) built it: D copies it.
         mp = next((cb for cb in self.learn.cbs if isinstance(cb, MixedPrecision)), None)

@@ -14,13 +14,15 @@ PIL's own modes keep PIL's meaning: 'I;16' and 'I' (16-bit PNG and TIFF greys) a
 Deliberately not scikit-image's `img_as_float`: it scales int32 by 2^31 (an int32 photo comes out black) and
 passes floats in 0-255 through, the two silent failures this rule exists to refuse.
 """
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
+from fastai.vision.all import get_image_files, get_files, image_extensions, progress_bar
 
 __all__ = ['open_image', 'image_array', 'array_scale', 'to_unit_float', 'rgb_uint8', 'load_rgb', 'n_frames',
-           'image_frames']
+           'image_frames', 'find_images', 'folder_images', 'check_images']
 _FLOAT_TOL = 1e-3             # float images may overshoot [0, 1] by rounding noise this large; it is clipped
 
 
@@ -146,3 +148,59 @@ def load_rgb(src) -> Image.Image:
         if im.mode == 'RGB': return im                                   # the common case: no copy
         src = im
     return Image.fromarray(rgb_uint8(image_array(src)))
+
+
+# ---------------------------------------------------------------------------------------------- folders of images
+def find_images(src) -> list:
+    """Image files in a folder (fastai's `get_image_files`, recursive, sorted) or a list of paths; clear errors for
+    missing and empty folders."""
+    if isinstance(src, (str, Path)):
+        src = Path(src)
+        if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
+        if src.is_file(): return [src]
+        files = sorted(get_image_files(src))
+        if not files: raise ValueError(f"no image files found in {src}")
+        return files
+    files = list(src)
+    if not files: raise ValueError("the list of images is empty")
+    return files
+
+
+_IMAGE_EXTS = {e.lower() for e in image_extensions}
+
+
+def _opens_as_image(f) -> bool:
+    "Whether Pillow recognises `f` as an image from its header."
+    try:
+        with Image.open(f): return True
+    except Image.DecompressionBombError: return True        # an image; colourize_files reports why it is refused
+    except Exception: return False
+
+
+def folder_images(src):
+    """(images, others): the files under folder `src`, recursively and sorted, hidden files and folders excluded as
+    fastai's `get_files` does. Images are the files with an image extension plus every other file Pillow can open,
+    so a photo with no extension or an unusual one (`.mpo`, `.tga`, a scanner's `scan0001`) is not passed over;
+    `others` are the files that are not images, which the caller reports rather than drops silently."""
+    imgs, others = [], []
+    for f in sorted(get_files(src, recurse=True)):
+        (imgs if f.suffix.lower() in _IMAGE_EXTS or _opens_as_image(f) else others).append(f)
+    return imgs, others
+
+
+def check_images(files, min_size=0, verbose=True):
+    """Fully decode each image; skip unreadable ones and ones smaller than `min_size` on the short side,
+    with one warning naming them. Returns the good ones."""
+    good, bad, small = [], [], []
+    for f in progress_bar(files, display=verbose and len(files) > 200, leave=False):
+        if not isinstance(f, (str, Path)): good.append(f); continue
+        try:
+            with Image.open(f) as im:
+                im.load()
+                w, h = im.size
+        except Exception as e:
+            bad.append(f"{f} ({type(e).__name__}: {e})"); continue
+        (small if min(w, h) < min_size else good).append(f)
+    if bad: warnings.warn(f"skipped {len(bad)} unreadable image(s): " + '; '.join(map(str, bad)))
+    if small: warnings.warn(f"skipped {len(small)} image(s) smaller than {min_size} px: " + ', '.join(map(str, small)))
+    return good

@@ -9,9 +9,8 @@ from fastai.vision.all import DynamicUnet
 
 from .encoders import encoder_body
 
-__all__ = ['colour_unet', 'ColourUnet', 'ClassGuide', 'use_flip_average', 'colour_unet_of', 'predict_settings',
-           'set_predict_settings', 'check_colourizer', 'check_colouriser', 'PatchDiscriminator', 'patch_layers_for',
-           'as_plain']
+__all__ = ['colour_unet', 'ColourUnet', 'ClassGuide', 'use_flip_average', 'colour_unet_of', 'check_colourizer',
+           'PatchDiscriminator', 'patch_layers_for', 'as_plain']
 
 
 def as_plain(t: torch.Tensor) -> torch.Tensor:
@@ -27,43 +26,39 @@ def _plain_input(x, channels_last):
 
 class ClassGuide(nn.Module):
     """Global class guidance (Iizuka et al. 2016's fusion layer; ChromaGAN's class branch), placed after the U-Net's
-    middle convolutions: a linear head reads the class logits off the spatial mean of the deepest features, and
+    middle convolutions: a linear `head` reads the class logits off the spatial mean of the deepest features, and
     their softmax, mapped back to the feature channels, is added at every position, so that every pixel's colour
     can depend on what the whole image shows. The fusion starts at zero: a new guided U-Net computes what the plain
-    one computes until training moves it. `ClassGuidanceLoss` trains the head; in training mode the logits of the
-    last forward pass are kept in `logits` for it (never in eval mode, so exports carry no tensors)."""
+    one computes until training moves it. `ClassGuidanceLoss` reads the logits with a fastai hook on `head`."""
     def __init__(self, n_channels, n_classes):
         super().__init__()
         if n_classes < 2: raise ValueError(f"ClassGuide: n_classes must be at least 2, got {n_classes}")
         self.head, self.fuse = nn.Linear(n_channels, n_classes), nn.Linear(n_classes, n_channels)
         nn.init.zeros_(self.fuse.weight); nn.init.zeros_(self.fuse.bias)
-        self.logits = None
 
     @property
     def n_classes(self): return self.head.out_features
 
-    def forward(self, x):
-        logits = self.head(x.mean((2, 3)))
-        self.logits = logits if self.training else None
-        return x + self.fuse(logits.softmax(1))[:, :, None, None]
+    def forward(self, x): return x + self.fuse(self.head(x.mean((2, 3))).softmax(1))[:, :, None, None]
 
 
 class ColourUnet(DynamicUnet):
     """fastai's DynamicUnet taking L (1 channel) and returning ab (2 channels); remembers the size it was built for.
     `channels_last`: keep weights and activations in channels-last memory layout (faster; same maths).
-    Two eval-mode settings (training, and so the loss, never sees them; both are saved with the model, so
-    `learn.export` carries them to every later prediction):
-    `flip_average`: predict the mean of ab for the image and the mirror image of ab for its mirror (test-time
+    Two prediction settings act in eval mode only (training, and so the loss, never sees them). They are registered
+    buffers, so they travel in the `state_dict`, in `learn.save`, `learn.export` and the ONNX graph:
+    `flip_average` (bool): predict the mean of ab for the image and the mirror image of ab for its mirror (test-time
     augmentation, twice the inference cost; set it with `use_flip_average`);
-    `chroma_gain`: multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`).
+    `chroma_gain` (float): multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`).
     `class_guidance`: a number of classes adds a `ClassGuide` at the end of the middle convolutions (`guide`), to be
     trained by `ClassGuidanceLoss`; the other layers keep their names, so a plain U-Net's weights load into it."""
     def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, flip_average=False,
                  class_guidance=None, **kwargs):
         super().__init__(encoder, n_out, img_size, y_range=y_range, **kwargs)
         if class_guidance: self.layers[3].append(ClassGuide(self.layers[3][-1][0].out_channels, int(class_guidance)))
-        self.img_size, self.n_out, self.channels_last = tuple(img_size), n_out, channels_last
-        self.flip_average, self.chroma_gain, self.ab_range = flip_average, 1., tuple(y_range)
+        self.img_size, self.n_out, self.channels_last, self.ab_range = tuple(img_size), n_out, channels_last, tuple(y_range)
+        self.register_buffer('flip_average', torch.tensor(bool(flip_average)))
+        self.register_buffer('chroma_gain', torch.tensor(1.))
         if channels_last: self.to(memory_format=torch.channels_last)
 
     @property
@@ -71,15 +66,18 @@ class ColourUnet(DynamicUnet):
         "The `ClassGuide` of a U-Net built with `class_guidance`, else None."
         return next((m for m in self.layers[3] if isinstance(m, ClassGuide)), None)
 
+    def set_prediction(self, flip_average=None, chroma_gain=None):
+        "Set the eval-mode settings in place (those given); returns the U-Net."
+        if flip_average is not None: self.flip_average.fill_(bool(flip_average))
+        if chroma_gain is not None: self.chroma_gain.fill_(float(chroma_gain))
+        return self
+
     def forward(self, x):
-        cl = getattr(self, 'channels_last', False)
-        out = super().forward(_plain_input(x, cl))
+        out = super().forward(_plain_input(x, self.channels_last))
         if self.training: return out
-        if getattr(self, 'flip_average', False):
-            out = (out + super().forward(_plain_input(as_plain(x).flip(-1), cl)).flip(-1)) / 2
-        if (g := getattr(self, 'chroma_gain', 1.)) != 1.:
-            out = (out * g).clamp(*getattr(self, 'ab_range', (-1., 1.)))
-        return out
+        if self.flip_average:
+            out = (out + super().forward(_plain_input(as_plain(x).flip(-1), self.channels_last)).flip(-1)) / 2
+        return (out * self.chroma_gain.to(out.dtype)).clamp(*self.ab_range)
 
 
 def colour_unet_of(model) -> ColourUnet:
@@ -90,24 +88,10 @@ def colour_unet_of(model) -> ColourUnet:
     return G
 
 
-PREDICT_DEFAULTS = {'flip_average': False, 'chroma_gain': 1.}
-
-
-def predict_settings(G) -> dict:
-    "A ColourUnet's eval-mode settings (`flip_average`, `chroma_gain`), as `ColourLearner.save` writes them."
-    return {k: getattr(G, k, v) for k, v in PREDICT_DEFAULTS.items()}
-
-
-def set_predict_settings(G, settings=None):
-    "Set a ColourUnet's eval-mode settings; those not given return to their defaults (plain predictions)."
-    for k, v in {**PREDICT_DEFAULTS, **(settings or {})}.items():
-        if k in PREDICT_DEFAULTS: setattr(G, k, type(PREDICT_DEFAULTS[k])(v))
-
-
 def use_flip_average(model, on=True):
     """Switch test-time flip averaging (see `ColourUnet`) on or off for a Learner's or a bare ColourUnet; returns
     what it was given. Other generators are refused rather than silently left as they were."""
-    colour_unet_of(model).flip_average = bool(on)
+    colour_unet_of(model).set_prediction(flip_average=on)
     return model
 
 
@@ -131,8 +115,6 @@ def check_colourizer(G, size):
         raise ValueError(f"not a colourizer: the model must output 2 channels (ab); this one outputs shape "
                          f"{tuple(out.shape)} for a {tuple(size)} L image")
 
-
-check_colouriser = check_colourizer            # deprecated spelling
 
 
 # ---------------------------------------------------------------------------------------------- discriminator

@@ -35,8 +35,8 @@ from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
-from colourgan_fastai import (cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, decode_lab, hold_out,
-                              train_l1_then_gan, train_semantic_colour, use_flip_average, calibrate_colourfulness)
+from colourgan_fastai import cifar10_dls, colour_learner, colour_metrics, resnet20_cifar, hold_out, train_l1_then_gan, train_semantic_colour, use_flip_average, calibrate_colourfulness
+from colourgan_fastai.lab import decode_lab
 from colourgan_fastai.recipe import (COLOURFULNESS_WEIGHT, PSNR_WEIGHT, FEATURE_WEIGHT, PHASE1_LR, CIFAR10_RECIPE,
                                      calibration_images)
 

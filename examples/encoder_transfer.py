@@ -46,10 +46,8 @@ from fastai.torch_core import set_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
-from colourgan_fastai import (stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar,
-                              encoder_classifier, colourfulness_gap, log_mse, score_predictions,
-                              SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing,
-                              PatchDiscriminator, GANColourizer)
+from colourgan_fastai import stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar, encoder_classifier, score_predictions, SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing, PatchDiscriminator, GANColourizer
+from colourgan_fastai.losses import colourfulness_gap, log_mse
 from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, network_terms
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from colourgan_fastai import colour_metrics, score_predictions, decode_lab
+from colourgan_fastai import colour_metrics, score_predictions
+
+from colourgan_fastai.lab import decode_lab
 
 
 def snapshot(model): return {k: v.clone() for k, v in model.state_dict().items()}

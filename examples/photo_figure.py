@@ -20,8 +20,13 @@ import torch
 from fastprogress.fastprogress import progress_bar
 from PIL import Image
 
-from colourgan_fastai import (load_colourizer, find_images, colourize_many, GreyImage, psnr, ssim, colourfulness,
-                              spurious_colour, rgb_to_lab)
+from colourgan_fastai import load_colourizer, colourize_many, rgb_to_lab
+
+from colourgan_fastai.images import find_images
+
+from colourgan_fastai.inference import GreyImage
+
+from colourgan_fastai.metrics import psnr, ssim, colourfulness, spurious_colour
 from colourgan_fastai.figures import comparison_figure
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')      # as colourgan_fastai.app does: no usage reports
 gr = pytest.importorskip('gradio', reason="the [app] extra (Gradio) is not installed")
 
-from colourgan_fastai import colourfulness                       # noqa: E402
+from colourgan_fastai.metrics import colourfulness  # noqa: E402
 from colourgan_fastai.cli import main, EXIT_ERROR               # noqa: E402
 
 

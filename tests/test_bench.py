@@ -16,7 +16,7 @@ def test_bench_runs_on_a_tiny_setting(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert '| ours |' in out.stdout and 'ours / fastai GANLearner (GAN)' in out.stdout
     assert 'ours bf16 / ours fp32' in out.stdout and 'data pipeline' in out.stdout
-    from colourgan_fastai import cpu_bf16_native
+    from colourgan_fastai.precision import cpu_bf16_native
     if cpu_bf16_native() is False:           # an AVX2-only CPU: bf16 would be emulated, so the bench skips it, saying so
         assert 'skipped ours_gan_bf16: this CPU has no bf16 units' in out.stdout
         names.remove('ours_gan_bf16')

@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from colourgan_fastai import colour_dls, colour_learner, CachedDL, load_colourizer
+from colourgan_fastai import colour_dls, colour_learner, load_colourizer
+
+from colourgan_fastai.cache import CachedDL
 from colourgan_fastai.data import colour_datablock, dls_from_lists
 
 

@@ -28,12 +28,12 @@ def test_chroma_gain_scales_ab_in_eval_mode_within_the_output_range(tiny_learn):
     G, x = tiny_learn.model.eval(), _L()
     with torch.no_grad():
         plain = G(x)
-        G.chroma_gain = 3.
+        G.set_prediction(chroma_gain=3.)
         out = G(x)
         assert torch.allclose(out, (plain * 3).clamp(-1, 1), atol=1e-6)
         assert out.abs().max() <= 1
         G.train(); torch.manual_seed(0); a = G(x)
-        G.chroma_gain = 1.; torch.manual_seed(0); b = G(x)
+        G.set_prediction(chroma_gain=1.); torch.manual_seed(0); b = G(x)
     assert torch.equal(a, b)
 
 
@@ -44,7 +44,8 @@ def test_settings_refuse_a_generator_that_is_not_a_colour_unet():
 
 
 def _mean_cf(G, dl, truth=False):
-    from colourgan_fastai import colourfulness, decode_lab
+    from colourgan_fastai.metrics import colourfulness
+    from colourgan_fastai.lab import decode_lab
     G.eval()
     with torch.no_grad():
         return torch.cat([colourfulness(decode_lab(L, ab if truth else G(L))) for L, ab in dl]).mean().item()
@@ -66,21 +67,23 @@ def test_calibration_makes_the_outputs_as_colourful_as_asked(model_file, tiny_dl
 def test_calibration_that_cannot_reach_the_target_says_so_and_changes_nothing(model_file, tiny_dls):
     from colourgan_fastai import load_colourizer, calibrate_colourfulness
     learn = load_colourizer(model_file)
-    learn.model.chroma_gain = 1.2
+    learn.model.set_prediction(chroma_gain=1.2)
     with pytest.raises(ValueError, match='no chroma gain'):
         calibrate_colourfulness(learn, tiny_dls.valid, gap=-1000., display=False)
     with pytest.raises(ValueError, match='at least one batch'): calibrate_colourfulness(learn, [], display=False)
     assert learn.model.chroma_gain == 1.2 and not learn.model.training
 
 
-def test_save_load_and_export_carry_the_settings(tiny_learn, tmp_path):
+def test_the_settings_are_buffers_that_save_load_and_export_carry_in_files_plain_fastai_reads(tiny_learn, tmp_path):
+    from fastai.learner import load_model
     from colourgan_fastai import use_flip_average, load_colourizer
     learn = tiny_learn
+    assert {'flip_average', 'chroma_gain'} <= set(learn.model.state_dict())
     learn.path = tmp_path
-    use_flip_average(learn); learn.model.chroma_gain = 1.25
+    use_flip_average(learn); learn.model.set_prediction(chroma_gain=1.25)
     learn.save('calibrated')
     learn.export(tmp_path / 'g.pkl')
-    use_flip_average(learn, False); learn.model.chroma_gain = 1.
+    use_flip_average(learn, False); learn.model.set_prediction(chroma_gain=1.)
     learn.save('plain')
     learn.load('calibrated', with_opt=False)
     assert learn.model.flip_average and learn.model.chroma_gain == 1.25
@@ -88,6 +91,9 @@ def test_save_load_and_export_carry_the_settings(tiny_learn, tmp_path):
     assert not learn.model.flip_average and learn.model.chroma_gain == 1.
     G = load_colourizer(tmp_path / 'g.pkl').model
     assert G.flip_average and G.chroma_gain == 1.25
+    fresh = type(learn.model)(learn.model[0], learn.model.img_size)       # fastai's own loader, no ColourLearner
+    load_model(tmp_path / 'models' / 'calibrated.pth', fresh, None, with_opt=False)
+    assert fresh.flip_average and fresh.chroma_gain == 1.25
 
 
 def test_onnx_export_keeps_flip_averaging_and_the_gain(model_file, tmp_path):
@@ -95,11 +101,11 @@ def test_onnx_export_keeps_flip_averaging_and_the_gain(model_file, tmp_path):
     from colourgan_fastai import load_colourizer, use_flip_average, export_onnx
     ort = pytest.importorskip('onnxruntime')
     learn = load_colourizer(model_file)
-    use_flip_average(learn); learn.model.chroma_gain = 1.5
+    use_flip_average(learn); learn.model.set_prediction(chroma_gain=1.5)
     sess = ort.InferenceSession(str(export_onnx(learn, tmp_path / 'g.onnx')))
     x = torch.randn(2, 1, 48, 64)
     with torch.no_grad():
         ref = learn.model.eval()(x).numpy()
-        use_flip_average(learn, False); learn.model.chroma_gain = 1.
+        use_flip_average(learn, False); learn.model.set_prediction(chroma_gain=1.)
         assert np.abs(learn.model(x).numpy() - ref).max() > 1e-3          # the settings change the output
     assert np.abs(sess.run(None, {'L': x.numpy()})[0] - ref).max() <= 1e-4

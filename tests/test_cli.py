@@ -35,7 +35,7 @@ def test_train_on_a_folder_saves_all_three_files(tmp_path, capsys):
     assert 'colour phase with ColourfulnessLoss(0.5) + PSNRLoss(0.2)' in text          # the photo default
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
     import torch
-    from colourgan_fastai import CifarResNet
+    from colourgan_fastai.encoders import CifarResNet
     torch.save({'state_dict': {'module.' + k: v for k, v in CifarResNet().state_dict().items()}}, tmp_path / 'r20.th')
     assert main(base + ['--encoder-weights', str(tmp_path / 'r20.th'), '--overwrite', '--colour-epochs', '1',
                         '--colourfulness-weight', '2', '--semantic-weight', '0.05']) == 0

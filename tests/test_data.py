@@ -4,8 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
-from colourgan_fastai import (load_rgb, sample_photos_dls, cifar10_dls, stl10_dls, colour_dls, decode_lab,
-                              LabSplit)
+from colourgan_fastai import sample_photos_dls, cifar10_dls, stl10_dls, colour_dls, LabSplit
+
+from colourgan_fastai.images import load_rgb
+
+from colourgan_fastai.lab import decode_lab
 from fastai.vision.all import TensorImage
 
 
@@ -121,7 +124,7 @@ def test_stl10_binary_records_decode_to_the_written_images(tmp_path):
     assert L.shape == (2, 1, 96, 96)
     rgb = decode_lab(L, ab)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(rgb - imgs[4]).max() < 1
-    from colourgan_fastai import hold_out                    # items that index arrays can be set aside too
+    from colourgan_fastai import hold_out  # items that index arrays can be set aside too
     new, held = hold_out(dls, 1, seed=0)
     (i,) = held.dataset.items
     assert len(new.train_ds) == 3 and i not in list(new.train_ds.items)

@@ -26,15 +26,22 @@ def test_two_cpu_processes_train_G_and_D_in_sync(tmp_path):
     assert all(math.isfinite(v) for v in r0['losses'] + r1['losses'])
 
 
-def test_broadcast_shim_keeps_cpu_tensors_on_cpu(monkeypatch):
+def test_importing_changes_nothing_in_fastai_and_the_gloo_fix_is_opt_in_and_keeps_cpu_tensors_on_cpu(monkeypatch):
+    import subprocess
+    code = ("from fastai.distributed import DistributedDL; before = DistributedDL.__dict__['_broadcast']; "
+            "import colourgan_fastai; assert DistributedDL.__dict__['_broadcast'] is before; print('same')")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == 'same', out.stderr[-2000:]
     import torch.distributed as dist
     from fastai.distributed import DistributedDL
-    import colourgan_fastai.distributed  # noqa: F401  (importing installs the shim)
-    seen = {}
+    from colourgan_fastai.distributed import gloo_broadcast
+    seen, fastais = {}, DistributedDL.__dict__['_broadcast']
     monkeypatch.setattr(dist, 'get_backend', lambda: 'gloo')
     monkeypatch.setattr(dist, 'broadcast', lambda t, src: seen.update(device=t.device, src=src))
-    assert DistributedDL._broadcast(None, [3, 1, 2], 0) == [3, 1, 2]
+    with gloo_broadcast():
+        assert DistributedDL._broadcast(None, [3, 1, 2], 0) == [3, 1, 2]
     assert seen == {'device': torch.device('cpu'), 'src': 0}
+    assert DistributedDL.__dict__['_broadcast'] is fastais                 # restored on leaving
 
 
 def test_resumed_training_equals_uninterrupted(tiny_dls, tmp_path):

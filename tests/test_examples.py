@@ -153,7 +153,8 @@ def test_encoder_transfer_experiment_end_to_end(shared, tmp_path):
     assert all('spurious_colour' in r for r in rows.values()) and rows['truth']['spurious_colour'] == 0
     assert (tmp_path / 'runs/resnet20_s1/final.pkl').stat().st_mtime_ns == stamp and len(again) == 4
     # frozen means frozen: the encoder's convolutions are still the pretrained ones after training
-    from colourgan_fastai import load_colourizer, encoder_body
+    from colourgan_fastai import load_colourizer
+    from colourgan_fastai.encoders import encoder_body
     G = load_colourizer(tmp_path / 'runs/imagenet-frozen_s1/final.pkl').model
     body = encoder_body('mobilenet_v2', weights=str(shared / 'weights/mobilenet_v2_imagenet.pth'))
     conv = lambda m: next(p for n, p in m.named_parameters() if p.dim() == 4 and p.shape[-1] == 3 and '.1.' in n)

@@ -85,8 +85,15 @@ def test_save_load_round_trip_carries_D_and_its_optimiser(tiny_learn, tmp_path):
     assert all(torch.equal(v, d[k]) for k, v in _snap(gan2.disc).items())
     # without the callback the generator still loads, with a warning about the unused D
     plain = colour_learner(tiny_learn.dls, arch='resnet20_cifar', pretrained=False); plain.path = tmp_path
-    with pytest.warns(UserWarning, match='discriminator'): plain.load('gan')
+    with pytest.warns(UserWarning, match='gan_colourizer'): plain.load('gan')
     assert all(torch.equal(v, _snap(tiny_learn.model)[k]) for k, v in _snap(plain.model).items())
+    # the model file is fastai's own: plain fastai's load_model reads it, and D lives in the file beside it
+    from fastai.learner import load_model
+    bare = colour_learner(tiny_learn.dls, arch='resnet20_cifar', pretrained=False).model
+    load_model(tmp_path / 'models' / 'gan.pth', bare, None, with_opt=False)
+    assert all(torch.equal(v, _snap(tiny_learn.model)[k]) for k, v in _snap(bare).items())
+    assert set(torch.load(tmp_path / 'models' / 'gan.pth', weights_only=False)) == {'model', 'opt'}
+    assert (tmp_path / 'models' / 'gan.gan_colourizer.pth').is_file()
 
 
 def test_export_has_no_D_and_loads_in_a_fresh_process(tiny_learn, tmp_path):
@@ -241,7 +248,7 @@ def test_attaching_does_no_work_and_D_is_built_once_at_the_first_fit(tiny_learn)
     assert not hasattr(tiny_learn, 'gan_colourizer')                     # fastai detached it after fit
 
 
-def test_fit_with_cbs_twice_keeps_D_and_its_optimiser_and_save_writes_them(tiny_learn, tmp_path):
+def test_fit_with_cbs_twice_keeps_D_and_its_optimiser_and_save_writes_D_while_attached(tiny_learn, tmp_path):
     gan = GANColourizer()
     tiny_learn.fit(1, 1e-3, cbs=gan)
     d, opt = gan.disc, gan.disc_opt
@@ -251,10 +258,13 @@ def test_fit_with_cbs_twice_keeps_D_and_its_optimiser_and_save_writes_them(tiny_
     assert gan.disc_opt.state_dict()['state'][0]['step'].item() == 2 * steps == 2 * 4
     assert gan.n_batches == 8
     tiny_learn.path = tmp_path
-    tiny_learn.save('after_cbs')                                         # the callback is detached by now
-    saved = torch.load(tmp_path / 'models' / 'after_cbs.pth', weights_only=False)
-    assert saved['callbacks']['gan_colourizer']['n_batches'] == 8
-    assert all(torch.equal(v, saved['callbacks']['gan_colourizer']['disc'][k]) for k, v in _snap(d).items())
+    tiny_learn.save('detached')                                          # fit(cbs=...) detached the callback
+    assert not (tmp_path / 'models' / 'detached.gan_colourizer.pth').exists()
+    tiny_learn.add_cb(gan)
+    tiny_learn.save('attached')
+    saved = torch.load(tmp_path / 'models' / 'attached.gan_colourizer.pth', weights_only=False)
+    assert saved['n_batches'] == 8
+    assert all(torch.equal(v, saved['disc'][k]) for k, v in _snap(d).items())
 
 
 def test_model_copies_carry_G_alone_with_the_callback_attached(tiny_learn):

@@ -4,7 +4,9 @@ import torch
 import skimage.color as skc
 import skimage.data
 
-from colourgan_fastai import rgb_to_lab, lab_to_rgb, encode_lab, decode_lab, fit_lab_in_gamut
+from colourgan_fastai import rgb_to_lab, lab_to_rgb
+
+from colourgan_fastai.lab import encode_lab, decode_lab, fit_lab_in_gamut
 
 
 def _np(t): return t.movedim(-3, -1).double().numpy()
@@ -28,7 +30,7 @@ def test_lab_to_rgb_matches_skimage_and_round_trips():
 
 
 def test_out_of_gamut_colours_clip_in_lab_to_rgb_but_keep_L_in_fit_lab_in_gamut():
-    from colourgan_fastai import fit_lab_in_gamut
+    from colourgan_fastai.lab import fit_lab_in_gamut
     lab = torch.tensor([50., 110., -110.]).view(3, 1, 1)          # far outside sRGB
     clipped = lab_to_rgb(lab)
     assert ((clipped == 0) | (clipped == 1)).any()                  # clipping hit a channel's bound...

@@ -5,7 +5,11 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 import skimage.data
 from types import SimpleNamespace
 
-from colourgan_fastai import psnr, ssim, colourfulness, PSNR, SSIM, Colourfulness, DeltaColourfulness, encode_lab
+from colourgan_fastai import PSNR, SSIM, Colourfulness, DeltaColourfulness
+
+from colourgan_fastai.metrics import psnr, ssim, colourfulness
+
+from colourgan_fastai.lab import encode_lab
 from colourgan_fastai.metrics import score_predictions
 
 
@@ -63,7 +67,8 @@ def _ab(a, b, h=32, w=32): return torch.stack([torch.full((h, w), float(a)), tor
 
 
 def test_spurious_colour_counts_a_blotch_of_a_hue_absent_nearby_and_nothing_else():
-    from colourgan_fastai import spurious_colour, SpuriousColour
+    from colourgan_fastai import SpuriousColour
+    from colourgan_fastai.metrics import spurious_colour
     red_fish = _ab(0, 0)
     red_fish[..., 8:24, 8:24] = torch.tensor([50., 30.]).view(1, 2, 1, 1)        # a red object on a grey background
     assert spurious_colour(red_fish, red_fish).item() == 0                    # the truth itself

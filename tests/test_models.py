@@ -5,8 +5,11 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from colourgan_fastai import (resnet20_cifar, colour_unet, colour_learner, PatchDiscriminator, encoder_body,
-                              adapt_first_conv, patch_layers_for, CifarResNet)
+from colourgan_fastai import resnet20_cifar, colour_learner, PatchDiscriminator
+
+from colourgan_fastai.models import colour_unet, patch_layers_for
+
+from colourgan_fastai.encoders import encoder_body, adapt_first_conv, CifarResNet
 from colourgan_fastai.encoders import IMAGENET_STATS
 
 CIFAR_CLASSES = 'airplane automobile bird cat deer dog frog horse ship truck'.split()

@@ -10,7 +10,9 @@ import skimage.color as skc
 import skimage.data
 from PIL import Image
 
-from colourgan_fastai import colourize, colourize_folder, load_colourizer, load_rgb, image_array
+from colourgan_fastai import colourize, colourize_folder, load_colourizer
+
+from colourgan_fastai.images import load_rgb, image_array
 from colourgan_fastai.cli import main, EXIT_ERROR, EXIT_SOME_FAILED
 
 
@@ -74,7 +76,7 @@ def test_photos_with_no_or_unusual_extensions_are_colourised_and_other_files_rep
     only_text = tmp_path / 'docs'; only_text.mkdir(); (only_text / 'r.txt').write_text('x')
     with pytest.raises(ValueError, match=r'no image files.*1 other file'): colourize_folder(learn, only_text, tmp_path / 'o')
     # a photo too large for Pillow's bomb check is still a photo (its refusal is reported), not one of the other files
-    from colourgan_fastai import folder_images
+    from colourgan_fastai.images import folder_images
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)                     # 50 x 40 px is now over twice the limit
     photos, others = folder_images(src)
     assert 'scan0001' in [f.name for f in photos] and 'scan0001' not in [f.name for f in others]

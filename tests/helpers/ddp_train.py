@@ -8,14 +8,14 @@ warnings.simplefilter('ignore')
 torch.set_num_threads(1)
 from fastai.torch_core import set_seed
 from fastai.distributed import rank_distrib
-from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer
+from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer, cpu_distrib_ctx
 
 out = sys.argv[1]
 set_seed(0)                                   # same initial G on every rank (DDP also broadcasts it)
 dls = sample_photos_dls(size=32, n=80, bs=8, cache=True)   # CachedDL, as cifar10_dls/stl10_dls give by default
 learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
 learn.add_cb(GANColourizer())
-with learn.distrib_ctx(cpu=True, sync_bn=False):
+with cpu_distrib_ctx(learn):
     learn.fit(1, 1e-3)
 gan = learn.gan_colourizer
 r = rank_distrib()
