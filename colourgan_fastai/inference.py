@@ -105,7 +105,15 @@ def _default_render_size(G):
     return min(size)
 
 
-def _border(h, w):
+def _border(h, w, size=None):
+    """The reflect padding around a render of h x w for a model trained at `size` (h, w): none at the training size
+    itself, where the network sees exactly the framing it was trained on (padding there moves its predictions away
+    from what it was scored on); elsewhere `_reflect_border`."""
+    if size is not None and (h, w) == tuple(size): return 0
+    return _reflect_border(h, w)
+
+
+def _reflect_border(h, w):
     """Reflect padding around a render of h x w: a multiple of 8 near an eighth of the short side (16 px at 96,
     8 at 32), none where the render is too small to reflect (a side of 8 px or less)."""
     p = 8 * -(-min(h, w) // 64)
@@ -150,7 +158,7 @@ def _predict(G, greys, render_size, bs, max_pixels=None):
                     x = torch.stack([torch.from_numpy(np.array(
                         Image.fromarray(greys[i].L, 'F').resize((w, h), Image.BILINEAR))) for i in chunk])
                     x = (x[:, None] / L_SCALE - L_SHIFT).to(device)
-                    p = _border(h, w)
+                    p = _border(h, w, getattr(G, 'img_size', None))
                     if p: x = F.pad(x, (p, p, p, p), mode='reflect')
                     ab = G(x).float().cpu()[..., p:p + h, p:p + w]
                     for j, i in enumerate(chunk): out[i] = ab[j]

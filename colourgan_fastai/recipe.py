@@ -46,13 +46,14 @@ class Recipe:
     ema: bool = True                  # validate and end each colour-recipe phase on an EMA of G's weights
     flip_average: bool = False        # predictions average each image with its mirror image
     calibrate: float | None = None    # fit a chroma gain after training: the truth's colourfulness minus this gap
+                                      # (negative: more colour than the truth)
     calibration_share: float = 0.04   # ... on this share of the training images, kept from the colour phase
 
     def __post_init__(self):
         if self.kind not in ('colour', 'gan'): raise ValueError(f"Recipe.kind must be 'colour' or 'gan', not {self.kind!r}")
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0 and f.name != 'calibrate':
                 raise ValueError(f"Recipe.{f.name} must be >= 0, got {v}")
         if not 0 < self.calibration_share < 1:
             raise ValueError(f"Recipe.calibration_share must be in (0, 1), got {self.calibration_share}")

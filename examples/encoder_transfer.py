@@ -1,4 +1,4 @@
-"""Case 2: does an encoder pretrained on a larger, higher-resolution data set (ImageNet) transfer better to 96 px
+"""Encoder transfer: does an encoder pretrained on a larger, higher-resolution data set (ImageNet) transfer better to 96 px
 photos than one pretrained on CIFAR-10?
 
 Generators that differ only in the encoder, each trained with the library's default recipe
@@ -17,8 +17,8 @@ all 1,959 validation photos):
 with lambda = 100, as many GAN epochs as L1 epochs) in the same budget, for comparison; its runs go to
 <out>/<run>-seed_s<seed>/. `--colourfulness-weight W` sets the default recipe's colour-phase weight (the table ran
 with the CIFAR-10 value, 1.5; `colourgan train` uses 0.5 on photos); other weights go to <out>/<run>-cf<W>_s<seed>/.
-`--feature-weight W` adds Case 1's `FeatureLoss` through the encoder's *own* pretrained network in both phases
-(the CIFAR-10 recipe of step 12: 0.3); its runs go to <out>/<run>-feat<W>_s<seed>/. The budget planner times a
+`--feature-weight W` adds the CIFAR-10 recipe's `FeatureLoss` through the encoder's *own* pretrained network in both phases
+(the CIFAR-10 recipe's: 0.3); its runs go to <out>/<run>-feat<W>_s<seed>/. The budget planner times a
 few training steps of each run and fits the phase-1 epochs to the budget; `--phase1-epochs E` fixes them instead
 (e.g. to another seed's plan, so that seeds compare at equal epochs).
 
@@ -48,7 +48,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import experiment as ex
 from colourgan_fastai import stl10_dls, imagenette_dls, colour_learner, colour_metrics, resnet20_cifar, encoder_classifier, score_predictions, SpuriousColour, train_semantic_colour, train_l1_then_gan, ProgressiveResizing, PatchDiscriminator, GANColourizer
 from colourgan_fastai.losses import colourfulness_gap, log_mse
-from colourgan_fastai.recipe import COLOURFULNESS_WEIGHT, network_terms
+from colourgan_fastai.recipe import network_terms
+
+COLOURFULNESS_WEIGHT = 1.5   # the colour phase's weight the committed table ran with (Recipe.photos() uses 0.5)
 
 RUNS = ('resnet20', 'imagenet', 'imagenet-frozen')
 
@@ -78,10 +80,10 @@ def parser():
                         "recipe; the committed ResNet-20 runs used 0.05, recorded in their metrics.json)")
     p.add_argument('--feature-weight', type=float, default=0.,
                    help="default recipe: FeatureLoss's weight through the encoder's own pretrained network, both "
-                        "phases (default 0, as the committed table ran; Case 1's recipe uses 0.3)")
+                        "phases (default 0, as the committed table ran; the library's recipes use 0.3)")
     p.add_argument('--colourfulness-weight', type=float, default=COLOURFULNESS_WEIGHT,
                    help="default recipe: ColourfulnessLoss's weight in the colour phase (default: the CIFAR-10 value "
-                        "the committed table ran with; `colourgan train` uses PHOTO_COLOURFULNESS_WEIGHT on photos)")
+                        "the committed table ran with; Recipe.photos() uses 0.5)")
     p.add_argument('--size', type=int, default=96)
     p.add_argument('--progressive', type=int, metavar='SIZE',
                    help='progressive resizing: train the first half of phase 1 at SIZE px (ProgressiveResizing), the rest '
@@ -185,7 +187,7 @@ def train_run(a, dls, run, seed, out, small=None):
     learn = colour_learner(dls, metrics=metrics(), **kw)
     if frozen: learn.freeze()
     w = a.semantic_weight
-    terms = network_terms(net, w, net, fw)                  # what train_semantic_colour adds, for the timing
+    terms = network_terms(net, fw, semantic_weight=w)       # what the recipe adds, for the timing
     per_epoch = seconds_per_epoch(learn, terms)
     per_colour = seconds_per_epoch(learn, terms, colour=a.recipe == 'default', gan=a.recipe == 'seed')
     per_small = seconds_per_epoch(learn, terms, train_dl=small.train) if small is not None else None
@@ -215,8 +217,7 @@ def train_run(a, dls, run, seed, out, small=None):
         train_l1_then_gan(learn, E, G, csv_logs=True, after_l1=after_l1)
         learn.remove_cbs(learn.cbs.filter(lambda c: isinstance(c, GANColourizer)))
     else:
-        train_semantic_colour(learn, E, G, classifier=net, semantic_weight=w, feature_net=net, feature_weight=fw,
-                              csv_logs=True,
+        train_semantic_colour(learn, E, G, net_terms=terms, csv_logs=True,
                               colourfulness_weight=a.colourfulness_weight,
                               after_l1=after_l1, phase1_cbs=[ProgressiveResizing(small.train, Es)] if small else [])
     wall = time.time() - t0

@@ -27,10 +27,9 @@ def _predict_with(learn, state=None):
     model = learn.model
     if state is not None:
         import copy
-        from colourgan_fastai.models import set_predict_settings, colour_unet_of
         model = copy.deepcopy(learn.model)
         model.load_state_dict(state, strict=False)
-        set_predict_settings(colour_unet_of(model))
+        model.set_prediction(flip_average=False, chroma_gain=1.)
     model.eval()
     return lambda L, ab: model(L)
 
