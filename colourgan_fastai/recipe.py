@@ -67,7 +67,7 @@ class Recipe:
     @classmethod
     def photos(cls, **changes):
         "The photo recipe: for natural photos, Imagenette or any folder (docs/experiments/photos.md)."
-        return cls(**{**dict(name='photos'), **changes})
+        return cls(**{**dict(name='photos', epochs=10), **changes})
 
     @classmethod
     def seed(cls, **changes):

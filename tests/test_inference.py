@@ -149,3 +149,33 @@ def test_cli_colourize_and_onnx_export(model_file, tmp_path, capsys):
         x = torch.randn(*shape)
         with torch.no_grad(): ref = G(x).numpy()
         assert np.abs(sess.run(None, {'L': x.numpy()})[0] - ref).max() <= 1e-4
+
+
+def test_at_the_training_size_colourize_scores_what_the_models_forward_pass_scores(learn, shared):
+    "CIFAR-10 test images at the training size: colourize() and the model's own forward pass score alike."
+    from colourgan_fastai import resnet20_cifar
+    from colourgan_fastai.images import load_rgb
+    from colourgan_fastai.lab import encode_lab, decode_lab
+    from colourgan_fastai.metrics import psnr, ssim, colourfulness
+    files = sorted((shared / 'data/cifar10/test').rglob('*.jpg'))[::25]           # 200 images, every class
+    classes = sorted({f.parent.name for f in files})
+    labels = torch.tensor([classes.index(f.parent.name) for f in files])
+    ims = [load_rgb(f) for f in files]
+    assert learn.model.img_size == ims[0].size == (32, 32)
+    truth = torch.stack([torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1) for im in ims])
+    with torch.inference_mode():
+        L_, _ = encode_lab(truth)
+        forward = decode_lab(L_, learn.model.eval()(L_))
+    public = torch.stack([torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1)
+                          for im in colourize_many(learn, ims, bs=100)])
+    judge = resnet20_cifar(shared / 'weights/resnet32-d509ac18.th', depth=32).eval()
+    m, s = (torch.tensor(v).view(1, 3, 1, 1) for v in judge.stats)
+    def scores(rgb):
+        with torch.no_grad(): top1 = (judge((rgb - m) / s).argmax(1) == labels).float().mean().item() * 100
+        return dict(psnr=psnr(rgb, truth).mean().item(), ssim=ssim(rgb, truth).mean().item(), top1=top1,
+                    dcf=abs(colourfulness(rgb).mean().item() - colourfulness(truth).mean().item()))
+    f, p = scores(forward), scores(public)
+    assert abs(f['psnr'] - p['psnr']) <= 0.1 and abs(f['ssim'] - p['ssim']) <= 0.002, (f, p)
+    assert abs(f['dcf'] - p['dcf']) <= 0.2 and abs(f['top1'] - p['top1']) <= 0.5, (f, p)
+    # the same pixels but for 8-bit rounding and the gamut (chroma shrunk where the forward pass clips RGB)
+    assert (public - forward).abs().mean() <= 1 / 255
