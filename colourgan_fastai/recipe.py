@@ -81,7 +81,9 @@ class Recipe:
         if name not in RECIPE_NAMES: raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPE_NAMES)}")
         return getattr(cls, name)(**changes)
 
-    def replace(self, **changes): return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def replace(self, **changes):
+        "A copy with the changes that are not None (options left unset keep the recipe's value)."
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def guide_classes(self, net, dls_or_size):
         """The `class_guidance` to build the U-Net with: the number of classes of `net` (the encoder's own pretrained

@@ -1,4 +1,5 @@
 """`colourgan train`: the data set found from --data, the named recipe with the options given, the files written."""
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ def _recipe_for(a, kind):
     if a.no_calibrate and a.calibrate is not None: raise ValueError("--calibrate GAP and --no-calibrate contradict each other")
     r = Recipe.named(a.recipe or ('cifar10' if kind == 'cifar10' else 'photos'))
     r = r.replace(**{k: getattr(a, k) for k in RECIPE_OPTIONS})
-    return r.replace(calibrate=None) if a.no_calibrate else r
+    return dataclasses.replace(r, calibrate=None) if a.no_calibrate else r        # None: no gain
 
 
 RECIPE_OPTIONS = ('epochs', 'lr', 'colour_epochs', 'colour_lr', 'gan_epochs', 'gan_lr', 'lambda_l1', 'feature_weight',
