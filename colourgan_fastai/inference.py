@@ -17,7 +17,7 @@ from PIL import Image
 from fastai.torch_core import get_model
 
 from .images import image_array, array_scale, to_unit_float, n_frames
-from .lab import rgb_to_lab, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
+from .lab import lightness, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colourizer
 
 __all__ = ['colourize', 'colourize_many', 'load_colourizer', 'GreyImage']
@@ -52,7 +52,7 @@ class GreyImage:
         for r0, r1 in _strips(H, W):
             x = torch.from_numpy(to_unit_float(arr[r0:r1], scale)).permute(2, 0, 1)
             if x.shape[0] == 1: x = x.expand(3, -1, -1)
-            L[r0:r1] = rgb_to_lab(x)[0].numpy()
+            L[r0:r1] = lightness(x)[0].numpy()
         return cls(L, alpha, name)
 
     def grey_rgb(self) -> np.ndarray:

@@ -7,7 +7,7 @@ and only here: `encode_lab` / `decode_lab`.
 import torch
 from torch import Tensor
 
-__all__ = ['rgb_to_lab', 'lab_to_rgb', 'encode_lab', 'decode_lab', 'fit_lab_in_gamut',
+__all__ = ['rgb_to_lab', 'lab_to_rgb', 'lightness', 'encode_lab', 'decode_lab', 'fit_lab_in_gamut',
            'L_SCALE', 'L_SHIFT', 'AB_SCALE']
 
 # sRGB primaries -> XYZ (the matrix scikit-image uses) and the D65 white point.
@@ -68,21 +68,32 @@ def fit_lab_in_gamut(lab: Tensor, iters: int = 10) -> Tensor:
     """Scale each out-of-gamut pixel's chroma down (bisection) until its sRGB colour needs no clipping.
 
     Clipping RGB changes lightness; shrinking chroma keeps L and hue exactly, and grey (ab=0) is always
-    in gamut, so the search always succeeds."""
+    in gamut, so the search always succeeds. Only the pixels out of gamut are searched (usually a few per cent)."""
     _check_channels(lab, 'fit_lab_in_gamut input')
-    def ok(s):
-        rgb = _linear_to_srgb(_lab_to_linear(torch.cat([lab[..., :1, :, :], lab[..., 1:, :, :] * s], -3)))
-        return ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(-3, keepdim=True)
-    one = lab.new_ones(lab[..., :1, :, :].shape)
-    if bool(ok(one).all()): return lab
-    lo, hi = torch.zeros_like(one), one.clone()
-    inside = ok(one)
-    lo[inside] = 1.
+    def ok(px, s):                                # px: (3, N) Lab pixels, s: (N,) chroma scales -> (N,) in gamut
+        rgb = _linear_to_srgb(_lab_to_linear(torch.cat([px[:1], px[1:] * s], 0)[..., None]))[..., 0]
+        return ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(0)
+    flat = lab.movedim(-3, 0).reshape(3, -1)
+    bad = ~ok(flat, flat.new_ones(flat.shape[1]))
+    if not bool(bad.any()): return lab
+    px = flat[:, bad]
+    lo, hi = px.new_zeros(px.shape[1]), px.new_ones(px.shape[1])
     for _ in range(iters):
         mid = (lo + hi) / 2
-        good = ok(mid)
+        good = ok(px, mid)
         lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-    return torch.cat([lab[..., :1, :, :], lab[..., 1:, :, :] * lo], -3)
+    out = flat.clone()
+    out[1:, bad] = px[1:] * lo
+    return out.reshape(lab.movedim(-3, 0).shape).movedim(0, -3)
+
+
+def lightness(x: Tensor) -> Tensor:
+    "sRGB in [0,1], shape (..., 3, H, W) -> L* in [0,100], shape (..., 1, H, W): `rgb_to_lab`'s L, computed alone."
+    _check_channels(x, 'lightness input')
+    x = x.clamp(0, 1)
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055).pow(2.4), x / 12.92)
+    y = _mix(lin, _XYZ_FROM_RGB)[..., 1:2, :, :] / _WHITE_D65[1]
+    return 116 * torch.where(y > 0.008856, y.clamp_min(0.008856).pow(1 / 3), 7.787 * y + 16 / 116) - 16
 
 
 def encode_lab(rgb: Tensor):

@@ -67,3 +67,16 @@ def test_fit_in_gamut_keeps_lightness_and_hue():
     assert (rgb_to_lab(rgb)[0] - 60).abs().max() < 0.05                    # no clipping-induced L shift
     inside = torch.tensor([50., 5., 5.]).view(3, 1, 1)
     assert torch.equal(fit_lab_in_gamut(inside), inside)
+
+
+def test_lightness_alone_equals_rgb_to_labs_L_and_the_gamut_fit_leaves_in_gamut_pixels_untouched():
+    from colourgan_fastai.lab import lightness, fit_lab_in_gamut
+    x = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(lightness(x), rgb_to_lab(x)[:, :1], atol=1e-4)
+    lab = rgb_to_lab(x)
+    lab[:, 1:, :4] *= 3                                                  # a few rows pushed out of gamut
+    fit = fit_lab_in_gamut(lab)
+    assert torch.equal(fit[:, :, 4:], lab[:, :, 4:]) and torch.equal(fit[:, :1], lab[:, :1])   # L and the rest kept
+    assert (fit[:, 1:, :4].norm(dim=1) < lab[:, 1:, :4].norm(dim=1)).any()
+    rgb = lab_to_rgb(fit)
+    assert torch.allclose(rgb_to_lab(rgb)[:, :1], lab[:, :1], atol=0.05)                   # no clipping was needed
