@@ -13,8 +13,9 @@ discriminator `disc` and its *own* optimiser `disc_opt`, created once, at the fi
 
 While the callback is attached, `learn.save('gan')` writes D, its optimiser state and the batch counter to
 `gan.gan_colourizer.pth` beside fastai's own `gan.pth`, and `learn.load('gan')` restores them (`save_state`,
-`load_state`), so `lr_find` leaves both nets as it found them and a run resumes exactly. Nothing of D lives in G: `copy.deepcopy(learn.model)` and `torch.save(learn.model)` copy G alone, and
-`learn.export` writes the generator only (Stateful: D is never pickled).
+`load_state`), so `lr_find` leaves both nets as it found them and a run resumes exactly. Nothing of D lives in G:
+`copy.deepcopy(learn.model)` and `torch.save(learn.model)` copy G alone, and `learn.export` writes the generator
+only (D is never pickled).
 """
 import torch
 import torch.nn.functional as F
