@@ -17,7 +17,7 @@ from PIL import Image
 from fastai.torch_core import get_model
 
 from .images import image_array, array_scale, to_unit_float, n_frames
-from .lab import lightness, lab_to_rgb, fit_lab_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
+from .lab import lightness, lab_to_rgb, lab_to_rgb_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colourizer
 
 __all__ = ['colourize', 'colourize_many', 'load_colourizer', 'GreyImage']
@@ -135,7 +135,7 @@ def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
     for r0, r1 in _strips(H, W):
         ab = _upsample_ab(ab_small, H, W, r0, r1) * AB_SCALE
         lab = torch.cat([torch.from_numpy(grey.L[r0:r1])[None], ab], 0)
-        rgb = lab_to_rgb(fit_lab_in_gamut(lab))
+        rgb = lab_to_rgb_in_gamut(lab)
         out[r0:r1] = (rgb.permute(1, 2, 0) * 255 + 0.5).clamp_(0, 255).to(torch.uint8).numpy()
     if grey.alpha is not None: return Image.fromarray(np.dstack([out, grey.alpha]), 'RGBA')
     return Image.fromarray(out, 'RGB')

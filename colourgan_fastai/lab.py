@@ -7,7 +7,7 @@ and only here: `encode_lab` / `decode_lab`.
 import torch
 from torch import Tensor
 
-__all__ = ['rgb_to_lab', 'lab_to_rgb', 'lightness', 'encode_lab', 'decode_lab', 'fit_lab_in_gamut',
+__all__ = ['rgb_to_lab', 'lab_to_rgb', 'lightness', 'encode_lab', 'decode_lab', 'fit_lab_in_gamut', 'lab_to_rgb_in_gamut',
            'L_SCALE', 'L_SHIFT', 'AB_SCALE']
 
 # sRGB primaries -> XYZ (the matrix scikit-image uses) and the D65 white point.
@@ -64,27 +64,43 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     return _linear_to_srgb(_lab_to_linear(lab)).clamp(0, 1)
 
 
+def _fit(lab: Tensor, iters: int = 10):
+    """(Lab with each out-of-gamut pixel's chroma scaled down by bisection until its sRGB needs no clipping, its sRGB
+    in [0,1]). One full conversion; only the pixels out of gamut (usually a few per cent) are searched."""
+    _check_channels(lab, 'fit_lab_in_gamut input')
+    def rgb_of(px, s=None):                       # px: (3, N) Lab pixels, s: (N,) chroma scales -> (3, N) sRGB
+        if s is not None: px = torch.cat([px[:1], px[1:] * s], 0)
+        return _linear_to_srgb(_lab_to_linear(px[..., None]))[..., 0]
+    def ok(rgb): return ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(0)
+    shape = lab.movedim(-3, 0).shape
+    flat = lab.movedim(-3, 0).reshape(3, -1)
+    rgb = rgb_of(flat)
+    bad = ~ok(rgb)
+    if bool(bad.any()):
+        px = flat[:, bad]
+        lo, hi = px.new_zeros(px.shape[1]), px.new_ones(px.shape[1])
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            good = ok(rgb_of(px, mid))
+            lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
+        flat = flat.clone()
+        flat[1:, bad] = px[1:] * lo
+        rgb[:, bad] = rgb_of(flat[:, bad])
+    back = lambda t: t.reshape(shape).movedim(0, -3)
+    return back(flat), back(rgb.clamp_(0, 1))
+
+
 def fit_lab_in_gamut(lab: Tensor, iters: int = 10) -> Tensor:
     """Scale each out-of-gamut pixel's chroma down (bisection) until its sRGB colour needs no clipping.
 
     Clipping RGB changes lightness; shrinking chroma keeps L and hue exactly, and grey (ab=0) is always
     in gamut, so the search always succeeds. Only the pixels out of gamut are searched (usually a few per cent)."""
-    _check_channels(lab, 'fit_lab_in_gamut input')
-    def ok(px, s):                                # px: (3, N) Lab pixels, s: (N,) chroma scales -> (N,) in gamut
-        rgb = _linear_to_srgb(_lab_to_linear(torch.cat([px[:1], px[1:] * s], 0)[..., None]))[..., 0]
-        return ((rgb >= -1e-4) & (rgb <= 1 + 1e-4)).all(0)
-    flat = lab.movedim(-3, 0).reshape(3, -1)
-    bad = ~ok(flat, flat.new_ones(flat.shape[1]))
-    if not bool(bad.any()): return lab
-    px = flat[:, bad]
-    lo, hi = px.new_zeros(px.shape[1]), px.new_ones(px.shape[1])
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        good = ok(px, mid)
-        lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-    out = flat.clone()
-    out[1:, bad] = px[1:] * lo
-    return out.reshape(lab.movedim(-3, 0).shape).movedim(0, -3)
+    return _fit(lab, iters)[0]
+
+
+def lab_to_rgb_in_gamut(lab: Tensor, iters: int = 10) -> Tensor:
+    "`lab_to_rgb(fit_lab_in_gamut(lab))` with one full-resolution conversion instead of two."
+    return _fit(lab, iters)[1]
 
 
 def lightness(x: Tensor) -> Tensor:

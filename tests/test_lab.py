@@ -80,3 +80,5 @@ def test_lightness_alone_equals_rgb_to_labs_L_and_the_gamut_fit_leaves_in_gamut_
     assert (fit[:, 1:, :4].norm(dim=1) < lab[:, 1:, :4].norm(dim=1)).any()
     rgb = lab_to_rgb(fit)
     assert torch.allclose(rgb_to_lab(rgb)[:, :1], lab[:, :1], atol=0.05)                   # no clipping was needed
+    from colourgan_fastai.lab import lab_to_rgb_in_gamut
+    assert torch.allclose(lab_to_rgb_in_gamut(lab), rgb, atol=1e-6)                       # the one-conversion path
