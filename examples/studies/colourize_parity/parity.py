@@ -76,20 +76,22 @@ def cifar(learn, root, judge_file, bs=250, n=None):
     return {'forward pass': _summary(fwd), 'colourize': _summary(col)}
 
 
-def photos(learn, folder, n=None):
+def photos(learn, folder, n=None, bs=32):
     G = learn.model.eval()
     size = min(G.img_size)
+    files = sorted(find_images(folder))[:n]
     small, full = [], []
-    for f in progress_bar(sorted(find_images(folder))[:n]):
-        im = load_rgb(f)
-        w, h = im.size
-        s = size / min(w, h)
-        sw, sh = max(8, round(w * s / 8) * 8), max(8, round(h * s / 8) * 8)
-        low = _t([im.resize((sw, sh), Image.BICUBIC)])
-        with torch.inference_mode():
-            L_, _ = encode_lab(low)
-            small.append(_scores(decode_lab(L_, G(L_)), low))
-        full.append(_scores(_t(colourize_many(learn, [im])), _t([im])))
+    for k in progress_bar(range(0, len(files), bs)):
+        ims = [load_rgb(f) for f in files[k:k + bs]]
+        for im, out in zip(ims, colourize_many(learn, ims, bs=bs)):
+            w, h = im.size
+            s = size / min(w, h)
+            sw, sh = max(8, round(w * s / 8) * 8), max(8, round(h * s / 8) * 8)
+            low = _t([im.resize((sw, sh), Image.BICUBIC)])
+            with torch.inference_mode():
+                L_, _ = encode_lab(low)
+                small.append(_scores(decode_lab(L_, G(L_)), low))
+            full.append(_scores(_t([out]), _t([im])))
     return {'model at its render size': _summary(small), 'colourize, full resolution': _summary(full)}
 
 
