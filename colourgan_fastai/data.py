@@ -260,11 +260,11 @@ def find_dataset(data):
     return 'folder', p
 
 
-def dls_from_folder(data, size=None, bs=None, n_train=None, n_valid=None, seed=42, cache=False):
-    """Colour DataLoaders for whatever `data` holds (`find_dataset`), and its kind. Default size and batch size by kind
-    (`DATASET_DEFAULTS`). A plain folder validates on its `valid/`, `val/` or `test/` folder beside a `train/` one
-    when it has them, else on a seeded 20 % of its images."""
-    kind, root = find_dataset(data)
+def dls_from_folder(data, size=None, bs=None, n_train=None, n_valid=None, seed=42, cache=False, found=None):
+    """Colour DataLoaders for whatever `data` holds (`find_dataset`, or `found`: what it already returned for `data`),
+    and its kind. Default size and batch size by kind (`DATASET_DEFAULTS`). A plain folder validates on its `valid/`,
+    `val/` or `test/` folder beside a `train/` one when it has them, else on a seeded 20 % of its images."""
+    kind, root = found or find_dataset(data)
     size, bs = size or DATASET_DEFAULTS[kind][0], bs or DATASET_DEFAULTS[kind][1]
     kw = dict(n_train=n_train, size=size, bs=bs, seed=seed)
     if kind == 'cifar10': return cifar10_dls(root, n_valid=n_valid, **kw), kind

@@ -77,17 +77,17 @@ class TruthPass:
     (mean, std) RGB normalisation the network expects."""
     def __init__(self, net, stats, layer_names=(), device=None):
         self.net = copy.deepcopy(net).eval().requires_grad_(False).to(device)
-        self.stats, mods = stats, dict(self.net.named_modules())
+        self.stats, self.modules = stats, dict(self.net.named_modules())
+        self.mean, self.std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in stats)
         self.layer_names = list(dict.fromkeys(layer_names))
-        self.hooks = hook_outputs([mods[n] for n in self.layer_names]) if self.layer_names else None
+        self.hooks = hook_outputs([self.modules[n] for n in self.layer_names]) if self.layer_names else None
         self.key = self.out = self.acts = None
 
-    def module(self, name): return dict(self.net.named_modules())[name]
+    def module(self, name): return self.modules[name]
 
     def rgb(self, L_, ab):
         "The decoded RGB of (L, ab), normalised as the network expects it."
-        m, s = (torch.tensor(v, device=L_.device).view(1, 3, 1, 1) for v in self.stats)
-        return (decode_lab(_plain(L_), _plain(ab)) - m) / s
+        return (decode_lab(_plain(L_), _plain(ab)) - self.mean.to(L_.device)) / self.std.to(L_.device)
 
     def __call__(self, L_, target, key):
         "(output, {layer name: activation}) on the true colours, computed once per `key` (the training batch)."

@@ -39,7 +39,8 @@ def cmd_train(a):
     from .data import dls_from_folder, find_dataset
     from .recipe import train, CalibrationError
     out = Path(a.out)
-    kind = find_dataset(a.data)[0]
+    found = find_dataset(a.data)                    # (kind, root): the folder is looked at once
+    kind = found[0]
     recipe = _recipe_for(a, kind)
     ends = ('_unet.pth', '.pth', '.pkl') + (('.gan_colourizer.pth',) if recipe.kind == 'gan' else ())
     writes = [out.parent / (out.name + end) for end in ends]
@@ -56,7 +57,7 @@ def cmd_train(a):
                                        "class guidance are left out")
     print(_describe(recipe) + " (each option overrides its part)")
     set_seed(a.seed)
-    dls, kind = dls_from_folder(a.data, a.size, a.bs, a.n_train, a.n_valid, a.seed, a.cache)
+    dls, kind = dls_from_folder(a.data, a.size, a.bs, a.n_train, a.n_valid, a.seed, a.cache, found)
     size = tuple(dls.one_batch()[0].shape[-2:])
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights, img_size=size,
                            metrics=colour_metrics(), class_guidance=recipe.guide_classes(net, size),
@@ -68,7 +69,7 @@ def cmd_train(a):
           f"{'bf16 mixed precision' if a.bf16 else 'fp32'}")
     phase1_cbs = []
     if a.progressive:
-        small = dls_from_folder(a.data, a.progressive, a.bs, a.n_train, a.n_valid, a.seed, a.cache)[0]
+        small = dls_from_folder(a.data, a.progressive, a.bs, a.n_train, a.n_valid, a.seed, a.cache, found)[0]
         n_small = recipe.epochs // 2 if a.progressive_epochs is None else a.progressive_epochs
         phase1_cbs = [ProgressiveResizing(small.train, n_small)]
         print(f"train: progressive resizing, the first {n_small} of {recipe.epochs} L1 epochs at {a.progressive} px")

@@ -1,6 +1,5 @@
 """The public API: a small explicit `__all__`, and nothing of fastai or torchvision dragged into the user's namespace."""
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

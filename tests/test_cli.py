@@ -83,7 +83,7 @@ def test_the_data_set_is_found_from_the_folder_and_anything_else_is_a_clear_erro
 
 
 def test_train_help_keeps_a_short_main_group_and_states_the_codes_own_defaults():
-    import argparse, re
+    import re
     from colourgan_fastai.cli import build_parser
     from colourgan_fastai.recipe import Recipe
     p = build_parser()

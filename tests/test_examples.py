@@ -4,7 +4,6 @@ import runpy
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
