@@ -6,14 +6,20 @@ downloads whose lightness is the input's. The render size defaults to the model'
 unreadable file, a file that is not an image, an image above `max_megapixels`) gets a message on the page, and the
 server keeps serving. Requests are queued one at a time, so two users never run two models on two cores at once.
 Needs the optional `[app]` extra (`pip install 'colourgan_fastai[app]'`).
+
+With a model trained with hints (`colourgan train --hints`), a "Colour hints" tab takes one photo: click on the
+result to put a point, whose colour picker starts at the colour the model predicted there; pick the colour the
+thing really was and the photo is colourised again with it. Points can be chosen from a list, moved (tick "move" and
+click the new place), removed or cleared; the full-resolution PNG (without the markers) is there to download.
 """
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
-__all__ = ['build_app', 'serve', 'colourize_uploads', 'DEFAULT_MAX_MEGAPIXELS']
+__all__ = ['build_app', 'serve', 'colourize_uploads', 'draw_points', 'colour_at', 'DEFAULT_MAX_MEGAPIXELS']
 
 DEFAULT_MAX_MEGAPIXELS = 40.
 EXAMPLE_PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png')
@@ -63,6 +69,119 @@ def colourize_uploads(learn, files, render_size, out_dir, max_megapixels=DEFAULT
     return results, errors
 
 
+def colour_at(img, x, y) -> str:
+    "The colour of picture `img` (PIL or array) at pixel (x, y), as '#rrggbb'."
+    a = np.asarray(img)
+    r, g, b = a[int(y), int(x)][:3] if a.ndim == 3 else (a[int(y), int(x)],) * 3
+    return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+
+
+def draw_points(img, points, selected=None) -> Image.Image:
+    "The picture with each hint drawn as a dot of its colour in a black and white ring (the selected one larger)."
+    from PIL import ImageDraw
+    from .hints import parse_colour
+    im = Image.fromarray(np.asarray(img)).convert('RGB')
+    d = ImageDraw.Draw(im)
+    r0 = max(4, round(min(im.size) / 80))
+    for k, (x, y, c) in enumerate(points):
+        r = r0 * 3 // 2 if k == selected else r0
+        fill = tuple(int(v * 255 + 0.5) for v in parse_colour(c).tolist())
+        d.ellipse([x - r - 2, y - r - 2, x + r + 2, y + r + 2], fill=(0, 0, 0))
+        d.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], fill=(255, 255, 255))
+        d.ellipse([x - r + 1, y - r + 1, x + r - 1, y + r - 1], fill=fill)
+    return im
+
+
+def _picker_hex(c):
+    "Gradio's colour picker value ('#rrggbb', '#rrggbbaa' or 'rgba(r, g, b, a)') -> '#rrggbb'."
+    from PIL import ImageColor
+    c = c.strip()
+    if c.startswith('rgba'): c = 'rgb' + c[4:c.rindex(',')] + ')'
+    rgb = ImageColor.getrgb(c)[:3]
+    return '#%02x%02x%02x' % rgb
+
+
+def _hints_tab(gr, learn, size, workdir, max_megapixels):
+    "The 'Colour hints' tab: one photo, points put by clicking, each with a colour picker (see the module docstring)."
+    from .inference import GreyImage, colourize
+
+    def render(st, render_size, message=None):
+        out = colourize(learn, st['grey'], render_size=int(render_size), hints=[tuple(p) for p in st['points']])
+        path = Path(tempfile.mkdtemp(dir=st['dir'])) / f"{st['stem']}_colourised.png"    # a new link each time
+        out.save(path, compress_level=1)
+        st['result'] = np.asarray(out.convert('RGB'))
+        n = len(st['points'])
+        message = message or (f"{n} hint(s). Click the photo to put a point; pick its colour." if n else
+                              "Click the photo where you know a colour, then pick it.")
+        return st, draw_points(st['result'], st['points'], st['sel']), str(path), message, _choices(st)
+
+    def _choices(st):
+        names = [f"{k + 1}: ({x:.0f}, {y:.0f}) {c}" for k, (x, y, c) in enumerate(st['points'])]
+        return gr.update(choices=names, value=names[st['sel']] if st['sel'] is not None else None)
+
+    def start(photo, render_size):
+        if not photo: raise gr.Error("Choose a photo first.")
+        try:
+            _check_size(photo, max_megapixels)
+            grey = GreyImage.create(photo)
+        except Exception as e:
+            raise gr.Error(str(e) if isinstance(e, ValueError) else f"not a readable image ({type(e).__name__})")
+        st = dict(grey=grey, points=[], sel=None, stem=Path(photo).stem, dir=tempfile.mkdtemp(dir=workdir))
+        return render(st, render_size)
+
+    def click(st, move, render_size, evt: gr.SelectData):
+        if not st: raise gr.Error("Choose a photo first.")
+        x, y = (int(v) for v in evt.index[:2])
+        if move and st['sel'] is not None:
+            st['points'][st['sel']][:2] = [x, y]
+        else:
+            st['points'].append([x, y, colour_at(st['result'], x, y)])
+            st['sel'] = len(st['points']) - 1
+        return (*render(st, render_size), st['points'][st['sel']][2])
+
+    def recolour(st, colour, render_size):
+        if not st or st['sel'] is None or not colour: return (gr.skip(),) * 6
+        c = _picker_hex(colour)
+        if c == st['points'][st['sel']][2]: return (gr.skip(),) * 6
+        st['points'][st['sel']][2] = c
+        return (*render(st, render_size), gr.skip())
+
+    def choose(st, name):
+        if not st or not name: return gr.skip(), gr.skip(), gr.skip()
+        st['sel'] = int(name.split(':')[0]) - 1
+        return st, draw_points(st['result'], st['points'], st['sel']), st['points'][st['sel']][2]
+
+    def remove(st, render_size, everything=False):
+        if not st: return (gr.skip(),) * 5
+        if everything: st['points'] = []
+        elif st['sel'] is not None: del st['points'][st['sel']]
+        st['sel'] = len(st['points']) - 1 if st['points'] else None
+        return render(st, render_size)
+
+    state = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1):
+            photo = gr.Image(type='filepath', label='Photo', sources=['upload'], elem_id='hint_photo', height=240)
+            render_size = gr.Slider(8, 1024, value=size, step=8, label=f'Render size (trained at {size} px)')
+            picker = gr.ColorPicker(label='Colour of the selected point', elem_id='hint_colour')
+            chosen = gr.Dropdown(label='Selected point', choices=[], elem_id='hint_points')
+            move = gr.Checkbox(label='Move: the next click moves the selected point', elem_id='hint_move')
+            with gr.Row():
+                drop = gr.Button('Remove point', elem_id='hint_remove')
+                clear = gr.Button('Clear all', elem_id='hint_clear')
+        with gr.Column(scale=2):
+            view = gr.Image(label='Click to put a colour hint', interactive=False, elem_id='hint_view')
+            message = gr.Markdown(elem_id='hint_message')
+            download = gr.File(label='Download (full-resolution PNG)', elem_id='hint_download')
+    outs = [state, view, download, message, chosen]
+    photo.upload(start, [photo, render_size], outs)
+    view.select(click, [state, move, render_size], outs + [picker])
+    picker.change(recolour, [state, picker, render_size], outs + [picker])
+    chosen.input(choose, [state, chosen], [state, view, picker])
+    drop.click(remove, [state, render_size], outs)
+    clear.click(lambda st, r: remove(st, r, True), [state, render_size], outs)
+
+
 def _examples(folder: Path):
     "Grey versions of a few of scikit-image's photos, one click away on the page."
     from .figures import _grey_of
@@ -100,20 +219,30 @@ def build_app(model, device='cpu', max_megapixels=DEFAULT_MAX_MEGAPIXELS, workdi
         gr.Markdown("# colourgan_fastai: colourise black-and-white photos\n"
                     f"Drop or pick photos (any size; at most {max_megapixels:g} megapixels each). Chroma is "
                     "predicted at the render size and put on your photo's full-resolution lightness.")
-        with gr.Row():
-            with gr.Column():
-                files = gr.File(label='Photos', file_count='multiple', type='filepath', elem_id='photos')
-                render = gr.Slider(8, 1024, value=size, step=8, label=f'Render size (trained at {size} px)')
-                button = gr.Button('Colourise', variant='primary', elem_id='colourise')
-                gr.Examples(examples=[[[p]] for p in examples], inputs=[files], label='Examples')
-            with gr.Column():
-                slider = gr.ImageSlider(label='Before / after', type='filepath', elem_id='before_after')
-                message = gr.Markdown(elem_id='message')
-        gallery = gr.Gallery(label='Colourised', elem_id='gallery', columns=4, height=320, object_fit='contain')
-        downloads = gr.File(label='Download (full-resolution PNG)', file_count='multiple', elem_id='downloads')
-        button.click(run, [files, render], [slider, gallery, downloads, message], api_name='colourize')
+        with gr.Tab('Colourise', elem_id='tab_colourise'):
+            _colourise_tab(gr, run, size, examples)
+        with gr.Tab('Colour hints', elem_id='tab_hints'):
+            if getattr(get_model(learn.model), 'takes_hints', False): _hints_tab(gr, learn, size, workdir, max_megapixels)
+            else: gr.Markdown("This model was trained without hints. Train one that takes them with "
+                              "`colourgan train --hints`, then click on a photo to say what colour a thing is.")
     demo.queue(default_concurrency_limit=1)
     return demo
+
+
+def _colourise_tab(gr, run, size, examples):
+    "The first tab: several photos at once, a before/after slider, a gallery and the downloads."
+    with gr.Row():
+        with gr.Column():
+            files = gr.File(label='Photos', file_count='multiple', type='filepath', elem_id='photos')
+            render = gr.Slider(8, 1024, value=size, step=8, label=f'Render size (trained at {size} px)')
+            button = gr.Button('Colourise', variant='primary', elem_id='colourise')
+            gr.Examples(examples=[[[p]] for p in examples], inputs=[files], label='Examples')
+        with gr.Column():
+            slider = gr.ImageSlider(label='Before / after', type='filepath', elem_id='before_after')
+            message = gr.Markdown(elem_id='message')
+    gallery = gr.Gallery(label='Colourised', elem_id='gallery', columns=4, height=320, object_fit='contain')
+    downloads = gr.File(label='Download (full-resolution PNG)', file_count='multiple', elem_id='downloads')
+    button.click(run, [files, render], [slider, gallery, downloads, message], api_name='colourize')
 
 
 def serve(model, host='127.0.0.1', port=None, device='cpu', max_megapixels=DEFAULT_MAX_MEGAPIXELS, **launch_kwargs):

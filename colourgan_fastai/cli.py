@@ -97,12 +97,17 @@ def cmd_colourize(a):
     for src in map(Path, a.inputs):
         jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format, not_images)
     plan_outputs(jobs, a.overwrite)                 # every clash and unwritable folder, before the model loads
+    hints = None
+    if a.hints:
+        from .hints import read_hints_file
+        from .folders import match_hints
+        hints = match_hints(read_hints_file(a.hints), [f for f, _ in jobs], Path(a.hints).parent, source=a.hints)
     learn = load_colourizer(a.model, cpu=device.type == 'cpu')
     learn.model.to(device)
     if a.flip_average:
         from .models import use_flip_average
         use_flip_average(learn)
-    res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite)
+    res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite, hints=hints)
     print(f"colourised {len(res['written'])} image(s) into {out}; {len(res['skipped'])} existed already "
           f"(--overwrite to redo), {len(res['failed'])} could not be read")
     if not_images:
@@ -169,10 +174,11 @@ def build_parser():
     t.add_argument('--size', type=_int_at_least(8), help='image size (default: 32 on CIFAR-10, 96 on STL-10 and '
                    'Imagenette, 64 for a folder)')
     t.add_argument('--bs', type=_int_at_least(1), help='batch size (default: 64 on CIFAR-10, else 32)')
-    t.add_argument('--n-train', type=_int_at_least(1), help='a seeded subset of the training images (default: all)')
     t.add_argument('--init', metavar='MODEL', help="start from the weights of a model train saved (e.g. "
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--seed', type=int, default=42, help='random seed (default: %(default)s)')
+    t.add_argument('--hints', action='store_true', help='learn colour hints too: the model then also follows points '
+                   'a person puts (colourize --hints, the web page); without any it colourises as before')
     t.add_argument('--overwrite', action='store_true', help='replace model files that exist')
     t.add_argument('--bf16', action='store_true', help='bf16 mixed precision: on a GPU, or a CPU with bf16 units '
                    '(AVX512-BF16 or AMX), about 1.5x faster; on a CPU without them 10-25x SLOWER, and train warns')
@@ -195,6 +201,7 @@ def build_parser():
     v.add_argument('--progressive', type=_int_at_least(8), metavar='SIZE', help='progressive resizing: the first '
                    'L1 epochs train on the same images at SIZE px (default: off)')
     v.add_argument('--progressive-epochs', type=_int_at_least(0), help='--progressive: how many (default: half)')
+    v.add_argument('--n-train', type=_int_at_least(1), help='a seeded subset of the training images (default: all)')
     v.add_argument('--n-valid', type=_int_at_least(1), help='a seeded subset of the validation images (default: all)')
     v.add_argument('--cache', action='store_true', help='decode every image once and batch from memory (centre crops; '
                    'CIFAR-10 and STL-10 always do)')
@@ -214,6 +221,9 @@ def build_parser():
     c.add_argument('--overwrite', action='store_true', help='redo outputs that exist (inputs are never written)')
     c.add_argument('--flip-average', action='store_true', help="average each prediction with its mirror image's "
                    '(twice the time; on photos +0.05-0.07 dB and a tenth fewer blotch pixels: docs/experiments/photos.md)')
+    c.add_argument('--hints', metavar='FILE', help='colour hints for a model trained with --hints: a JSON file mapping '
+                   'images to points, e.g. {"photo.jpg": [[120, 80, "#c03020"]]} (x, y in the photo\'s pixels; '
+                   'docs/usage.md)')
     c.set_defaults(func=cmd_colourize)
 
     w = sub.add_parser('app', help='serve a web page to colourise photos (needs the [app] extra: Gradio)')

@@ -13,12 +13,14 @@ from glob import escape as glob_escape
 from pathlib import Path
 
 from PIL import Image
+from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
 from .images import folder_images, image_frames
-from .inference import GreyImage, colourize_many, load_colourizer, check_positive
+from .hints import check_points
+from .inference import GreyImage, colourize_many, load_colourizer, check_positive, require_hints
 
-__all__ = ['colourize_folder', 'colourize_files', 'folder_jobs', 'plan_outputs', 'output_name']
+__all__ = ['colourize_folder', 'colourize_files', 'folder_jobs', 'plan_outputs', 'output_name', 'match_hints']
 
 
 TMP_SUFFIX = '.colourgan-tmp'
@@ -117,14 +119,45 @@ def _read_frames(f):
     return [GreyImage.create(fr) for fr in frames], durations, info.get('loop', 0)
 
 
-def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, display=True, max_pixels=None) -> dict:
+def match_hints(hints, files, base=None, source='hints'):
+    """{input file: points} from `hints`, a dict whose keys name input files: the path as given, the path relative to
+    `base` (a hints file's folder, or the input folder), or the bare file name when only one input has it. Each
+    file's points are checked against its size (read from the header). A key that names no input, or several,
+    and a point outside its photo raise a ValueError naming `source`, the key and the point."""
+    if not hints: return {}
+    files = [Path(f).resolve() for f in files]
+    by_name = {}
+    for f in files: by_name.setdefault(f.name, []).append(f)
+    out = {}
+    for key, pts in hints.items():
+        k = Path(key).expanduser()
+        cands = [c.resolve() for c in ([k] if k.is_absolute() else [Path.cwd() / k] + ([Path(base) / k] if base else []))]
+        hit = next((c for c in cands if c in files), None)
+        if hit is None and len(k.parts) == 1:
+            named = by_name.get(k.name, [])
+            if len(named) > 1:
+                raise ValueError(f"{source}: {key!r} names {len(named)} inputs ({', '.join(map(str, named[:3]))}); "
+                                 "give its path")
+            hit = named[0] if named else None
+        if hit is None: raise ValueError(f"{source}: {key!r} is not one of the images to colourise")
+        with Image.open(hit) as im: size = im.size
+        check_points(pts, size, f"{hit} in {source}")
+        out[hit] = pts
+    return out
+
+
+def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, display=True, max_pixels=None,
+                    hints=None) -> dict:
     """Colourise [(input file, output path), ...]: the whole run is checked first (`plan_outputs`); every frame of a
     multi-frame file is colourised; each output is written atomically; unreadable files are reported at the end (a
     warning and the 'failed' list) and the rest carry on. A failed *write* (disk full, permissions) stops the run
-    with an OSError: what was written stays, and a rerun skips it.
+    with an OSError: what was written stays, and a rerun skips it. `hints`: {input file: [(x, y, colour), ...]}
+    for a colouriser that takes hints (see `match_hints`; every frame of a multi-frame file gets its file's hints).
     Returns {'written': [...], 'skipped': [...], 'failed': [(path, reason), ...]}."""
     check_positive('bs', bs); check_positive('render_size', render_size, 8)
     learn = load_colourizer(learn)
+    hints = match_hints(hints, [f for f, _ in jobs])
+    if hints: require_hints(get_model(learn.model))
     todo, skipped = plan_outputs(jobs, overwrite)
     res = {'written': [], 'skipped': skipped, 'failed': []}
     for _, out in jobs: _remove_stale_tmp(out)
@@ -135,7 +168,8 @@ def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, displ
             except Exception as e: res['failed'].append((f, f"{type(e).__name__}: {e}"))
         greys = [g for c in chunk for g in c[2]]
         if not greys: continue
-        ims = iter(colourize_many(learn, greys, render_size, bs, max_pixels))
+        pts = [hints.get(Path(c[0]).resolve(), []) for c in chunk for _ in c[2]] if hints else None
+        ims = iter(colourize_many(learn, greys, render_size, bs, max_pixels, pts))
         for f, out, frames, durations, loop in chunk:
             outs = [next(ims) for _ in frames]
             try: _atomic_save(outs, out, durations, loop)
@@ -166,13 +200,17 @@ def folder_jobs(src, dst, fmt='auto', not_images=None):
 
 
 def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, display=True, fmt='auto',
-                     max_pixels=None) -> dict:
+                     max_pixels=None, hints=None) -> dict:
     """Colourise every image under `src` (a folder, searched recursively, or one file) into `dst`, keeping relative
     paths. Never writes an input, whatever `overwrite` says; refuses up front when two inputs would write one
     output; skips outputs that exist unless `overwrite`; colourises every frame of animated GIFs and multi-page
     TIFFs; writes lossless formats by default (`fmt`, see `output_name`), each file atomically and with the
     umask's permissions. Files Pillow cannot open and whose extension is not an image's are left alone and listed
-    under 'not_images'; see `colourize_files` for the rest of the result."""
+    under 'not_images'; see `colourize_files` for the rest of the result. `hints`: {file: [(x, y, colour), ...]}, a
+    file named by its path relative to `src`, its full path or its bare name, for a colouriser that takes hints."""
     not_images = []
-    res = colourize_files(learn, folder_jobs(src, dst, fmt, not_images), render_size, bs, overwrite, display, max_pixels)
+    jobs = folder_jobs(src, dst, fmt, not_images)
+    src = Path(src)
+    hints = match_hints(hints, [f for f, _ in jobs], base=src if src.is_dir() else src.parent)
+    res = colourize_files(learn, jobs, render_size, bs, overwrite, display, max_pixels, hints)
     return {**res, 'not_images': not_images}

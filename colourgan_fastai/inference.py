@@ -19,6 +19,7 @@ from fastai.torch_core import get_model
 from .images import image_array, array_scale, to_unit_float, n_frames
 from .lab import lightness, lab_to_rgb, lab_to_rgb_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
 from .models import check_colourizer
+from .hints import hint_maps, check_points
 
 __all__ = ['colourize', 'colourize_many', 'load_colourizer', 'GreyImage']
 
@@ -141,13 +142,15 @@ def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
     return Image.fromarray(out, 'RGB')
 
 
-def _predict(G, greys, render_size, bs, max_pixels=None):
-    "ab at render size for each image, batching images whose render shapes agree."
+def _predict(G, greys, render_size, bs, max_pixels=None, hints=None):
+    """ab at render size for each image, batching images whose render shapes agree. `hints`: a list of each image's
+    points (x, y, colour) or None, for a U-Net that takes hints (`hint_maps` puts them at the render size)."""
     device = next(G.parameters()).device
     shapes = [_render_shape(*g.size, render_size, max_pixels) for g in greys]
     out = [None] * len(greys)
     by_shape = {}
     for i, s in enumerate(shapes): by_shape.setdefault(s, []).append(i)
+    hinted = hints is not None and any(hints)
     was_training = G.training
     G.eval()
     try:
@@ -157,10 +160,14 @@ def _predict(G, greys, render_size, bs, max_pixels=None):
                     chunk = idx[k:k + bs]
                     x = torch.stack([torch.from_numpy(np.array(
                         Image.fromarray(greys[i].L, 'F').resize((w, h), Image.BILINEAR))) for i in chunk])
+                    maps = [hint_maps(hints[i] or [], x[j], greys[i].size) for j, i in enumerate(chunk)] if hinted else []
                     x = (x[:, None] / L_SCALE - L_SHIFT).to(device)
+                    extra = [torch.stack([m[c] for m in maps]).to(device) for c in (0, 1)] if maps else []
                     p = _border(h, w, getattr(G, 'img_size', None))
-                    if p: x = F.pad(x, (p, p, p, p), mode='reflect')
-                    ab = G(x).float().cpu()[..., p:p + h, p:p + w]
+                    if p:
+                        x = F.pad(x, (p, p, p, p), mode='reflect')
+                        extra = [F.pad(t, (p, p, p, p)) for t in extra]       # no hints in the border
+                    ab = G(x, *extra).float().cpu()[..., p:p + h, p:p + w]
                     for j, i in enumerate(chunk): out[i] = ab[j]
     finally: G.train(was_training)
     return out
@@ -171,21 +178,41 @@ def check_positive(name, v, least=1):
         raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
 
 
-def colourize_many(learn, imgs, render_size=None, bs=16, max_pixels=None):
+def require_hints(G):
+    "Raise a clear ValueError unless the generator `G` takes colour hints."
+    if not getattr(G, 'takes_hints', False):
+        raise ValueError("this colouriser was trained without hints: colourise without them, or train one that takes "
+                         "them (`colourgan train --hints`, colour_learner(..., hints=True))")
+
+
+def _check_hints(G, greys, hints):
+    if hints is None: return None
+    if len(hints) != len(greys): raise ValueError(f"{len(hints)} hint lists for {len(greys)} images")
+    if any(hints): require_hints(G)
+    for g, pts in zip(greys, hints): check_points(pts, g.size, g.name)        # every point checked before any work
+    return hints
+
+
+def colourize_many(learn, imgs, render_size=None, bs=16, max_pixels=None, hints=None):
     """Colourise a list of images (paths, PIL images or arrays) in batches -> list of PIL images of the input sizes.
-    `max_pixels`: the most pixels chroma is predicted on per image (default 16 * render_size^2)."""
+    `max_pixels`: the most pixels chroma is predicted on per image (default 16 * render_size^2). `hints`: for a
+    colouriser that takes them, one list of (x, y, colour) points per image (see `colourize`)."""
     check_positive('bs', bs); check_positive('render_size', render_size, 8)
     learn = load_colourizer(learn)
     G = get_model(learn.model)
     render_size = render_size or _default_render_size(G)
     greys = [g if isinstance(g, GreyImage) else GreyImage.create(g) for g in imgs]
-    return [_compose(g, ab) for g, ab in zip(greys, _predict(G, greys, render_size, bs, max_pixels))]
+    hints = _check_hints(G, greys, hints)
+    return [_compose(g, ab) for g, ab in zip(greys, _predict(G, greys, render_size, bs, max_pixels, hints))]
 
 
-def colourize(learn, img, render_size=None, max_pixels=None) -> Image.Image:
+def colourize(learn, img, render_size=None, max_pixels=None, hints=None) -> Image.Image:
     """Colourise one image of any size -> PIL image of the input's size (RGBA when the input has alpha).
     ab is predicted at `render_size` (short side; default: the size the model was trained at; at most
     `max_pixels`) and put on the input's full-resolution L. `learn`: a Learner or the path of a file written by
     `learn.export`. Arrays follow the one image rule of `images.py`; a multi-frame file is refused (see
-    `colourize_folder`)."""
-    return colourize_many(learn, [img], render_size, bs=1, max_pixels=max_pixels)[0]
+    `colourize_folder`). `hints`: for a colouriser trained with hints, [(x, y, colour), ...] with x, y in the
+    image's own pixels (0, 0 at the top left) and colour '#rrggbb' or (r, g, b) in 0-255: "this thing is this
+    colour"; the colour is taken at the photo's own lightness there (hints.py)."""
+    return colourize_many(learn, [img], render_size, bs=1, max_pixels=max_pixels,
+                          hints=None if hints is None else [hints])[0]

@@ -7,15 +7,18 @@
   `<name>.<callback name>.pth`; `load` reads it back into the attached callback. So `lr_find` (which saves and loads
   the Learner around its run), checkpoints and resuming keep both nets. `export` never writes that state.
 """
+import copy
 import warnings
 
 from torch import nn
-from fastai.basics import Learner, Adam, params
+from fastai.basics import Learner, Adam, params, L
+from fastai.learner import mk_metric
 from fastai.callback.fp16 import AMPMode
 from fastai.torch_core import rank_distrib
 from fastcore.meta import delegates
 from fastcore.xtras import join_path_file
 
+from .hints import HintSampler, WithHints
 from .models import ColourUnet, colour_unet
 from .precision import DeviceMixedPrecision
 
@@ -60,22 +63,37 @@ class ColourLearner(Learner):
         return self
 
 
-def _unet_splitter(m): return [params(m[0]), params(m[1:])]
+def _unet_splitter(m):
+    "Encoder (with the hint input, which belongs to the first layer) | decoder; every parameter in one of them."
+    hint = params(m.hint_conv) if getattr(m, 'hint_conv', None) is not None else []
+    out = params(m.hint_out) if getattr(m, 'hint_out', None) is not None else []
+    return [params(m[0]) + hint, params(m[1:]) + out]
 
 
 @delegates(Learner.__init__, but=['model', 'splitter'])
 def colour_learner(dls, arch='resnet18', pretrained=True, weights=None, img_size=None, class_guidance=None,
-                   loss_func=None, opt_func=Adam, unet_kwargs=None, **kwargs) -> ColourLearner:
+                   hints=False, loss_func=None, opt_func=Adam, unet_kwargs=None, metrics=None,
+                   **kwargs) -> ColourLearner:
     """A Learner whose model is a colour U-Net on `arch` (L in, ab out in [-1, 1]) trained with L1 loss on ab.
     `arch`: a name (`resnet18`, `resnet34`, `resnet50`, `mobilenet_v2`, `resnet20_cifar`), a torchvision builder, an
     nn.Module (e.g. `resnet20_cifar(path)`) or an already built `ColourUnet`; `weights`: a state dict file for the
     encoder; `class_guidance`: a number of classes adds a `ClassGuide` (see `ClassGuidanceLoss`); `unet_kwargs` go to
     `ColourUnet` (fastai's DynamicUnet options). Every other argument is `Learner`'s (`metrics`, `cbs`, `path`,
     `model_dir`, `wd`, ...). The whole net trains (nothing frozen); the splitter separates encoder and decoder for
-    `learn.freeze()` or discriminative learning rates."""
+    `learn.freeze()` or discriminative learning rates.
+    `hints=True`: the U-Net also takes colour hints (hints.py); the Learner carries a `HintSampler`, so every
+    training batch, in every recipe and phase, gets hints sampled from its truth, and each metric gets a second
+    column scored with `n_hints` seeded hints per image (`WithHints`). An already built hinted U-Net as `arch` sets
+    this by itself."""
     if isinstance(arch, ColourUnet): model = arch                       # an already built generator
     else:
         if img_size is None: img_size = tuple(dls.one_batch()[0].shape[-2:])
-        model = colour_unet(arch, img_size, pretrained, weights, class_guidance=class_guidance, **(unet_kwargs or {}))
+        model = colour_unet(arch, img_size, pretrained, weights, class_guidance=class_guidance, hints=hints,
+                            **(unet_kwargs or {}))
+    metrics = [mk_metric(m) for m in L(metrics)]
+    cbs = L(kwargs.pop('cbs', None))
+    if model.takes_hints:
+        metrics += [WithHints(copy.deepcopy(m)) for m in metrics]
+        cbs += HintSampler()
     return ColourLearner(dls, model, loss_func=loss_func or nn.L1Loss(), opt_func=opt_func, splitter=_unet_splitter,
-                         **kwargs)
+                         metrics=metrics, cbs=cbs, **kwargs)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from fastai.torch_core import get_model
 from fastai.vision.all import DynamicUnet
+from fastai.layers import MergeLayer
 
 from .encoders import encoder_body
 
@@ -51,11 +52,30 @@ class ColourUnet(DynamicUnet):
     augmentation, twice the inference cost; set it with `use_flip_average`);
     `chroma_gain` (float): multiply ab by this factor, clamped to the output range (set by `calibrate_colourfulness`).
     `class_guidance`: a number of classes adds a `ClassGuide` at the end of the middle convolutions (`guide`), to be
-    trained by `ClassGuidanceLoss`; the other layers keep their names, so a plain U-Net's weights load into it."""
+    trained by `ClassGuidanceLoss`; the other layers keep their names, so a plain U-Net's weights load into it.
+    `hints=True`: the U-Net also takes colour hints, `forward(L, hint_ab, hint_mask)` (see hints.py): a convolution
+    `hint_conv` shaped like the encoder's first one reads (hint_ab, mask) and adds to that first convolution's output,
+    which is the first layer of a U-Net whose input is L, hint ab and mask. It starts at zero weight, so the new
+    hinted U-Net predicts exactly what the hint-free one predicts; without hints (`forward(L)`) the mask is zero.
+    A second zero-started convolution `hint_out` adds the hints to the full-resolution features of fastai's last
+    cross (where the U-Net concatenates L again), so a hint can act right where it is put."""
     def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, flip_average=False,
-                 class_guidance=None, **kwargs):
+                 class_guidance=None, hints=False, **kwargs):
         super().__init__(encoder, n_out, img_size, y_range=y_range, **kwargs)
         if class_guidance: self.layers[3].append(ClassGuide(self.layers[3][-1][0].out_channels, int(class_guidance)))
+        self.hint_conv, self.hint_out, self._hints = None, None, None
+        if hints:
+            first = next(m for m in self.layers[0].modules() if isinstance(m, nn.Conv2d))
+            self.hint_conv = nn.Conv2d(3, first.out_channels, first.kernel_size, first.stride, first.padding,
+                                       first.dilation, bias=False)
+            first.register_forward_hook(self._add_hints)
+            at = [i for i, m in enumerate(self.layers) if isinstance(m, MergeLayer)]
+            if at:                                      # fastai's last cross: the full-resolution features + L
+                nxt = next(m for m in self.layers[at[-1] + 1].modules() if isinstance(m, nn.Conv2d))
+                self.hint_out = nn.Conv2d(3, nxt.in_channels, 3, 1, 1, bias=False)
+                self.layers[at[-1]].register_forward_hook(self._add_hints_out)
+            for c in (self.hint_conv, self.hint_out):
+                if c is not None: nn.init.zeros_(c.weight)
         self.img_size, self.n_out, self.channels_last, self.ab_range = tuple(img_size), n_out, channels_last, tuple(y_range)
         self.register_buffer('flip_average', torch.tensor(bool(flip_average)))
         self.register_buffer('chroma_gain', torch.tensor(1.))
@@ -72,11 +92,38 @@ class ColourUnet(DynamicUnet):
         if chroma_gain is not None: self.chroma_gain.fill_(float(chroma_gain))
         return self
 
-    def forward(self, x):
-        out = super().forward(_plain_input(x, self.channels_last))
+    @property
+    def takes_hints(self): return getattr(self, 'hint_conv', None) is not None
+
+    def _add_hints(self, module, inputs, out):
+        return out if self._hints is None else out + self.hint_conv(self._hints).to(out.dtype)
+
+    def _add_hints_out(self, module, inputs, out):
+        return out if self._hints is None else out + self.hint_out(self._hints).to(out.dtype)
+
+    def _hint_input(self, x, hint_ab, hint_mask):
+        if hint_ab is None and hint_mask is None: return None
+        if not self.takes_hints:
+            raise ValueError("this colouriser was trained without hints: it takes L only (train one with "
+                             "colour_learner(..., hints=True) or `colourgan train --hints`)")
+        if hint_ab is None or hint_mask is None: raise ValueError("hints need both hint_ab and hint_mask")
+        n, _, h, w = x.shape
+        if tuple(hint_ab.shape) != (n, 2, h, w) or tuple(hint_mask.shape) != (n, 1, h, w):
+            raise ValueError(f"hints must be (N, 2, H, W) ab and (N, 1, H, W) mask for L of shape {tuple(x.shape)}, "
+                             f"got {tuple(hint_ab.shape)} and {tuple(hint_mask.shape)}")
+        return torch.cat([as_plain(hint_ab), as_plain(hint_mask)], 1).to(x.dtype)
+
+    def _run(self, x, hints):
+        self._hints = None if hints is None else _plain_input(hints, self.channels_last)
+        try: return super().forward(_plain_input(x, self.channels_last))
+        finally: self._hints = None
+
+    def forward(self, x, hint_ab=None, hint_mask=None):
+        hints = self._hint_input(x, hint_ab, hint_mask)
+        out = self._run(x, hints)
         if self.training: return out
         if self.flip_average:
-            out = (out + super().forward(_plain_input(as_plain(x).flip(-1), self.channels_last)).flip(-1)) / 2
+            out = (out + self._run(as_plain(x).flip(-1), None if hints is None else hints.flip(-1)).flip(-1)) / 2
         return (out * self.chroma_gain.to(out.dtype)).clamp(*self.ab_range)
 
 

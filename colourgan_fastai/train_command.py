@@ -60,7 +60,7 @@ def cmd_train(a):
     dls, kind = dls_from_folder(a.data, a.size, a.bs, a.n_train, a.n_valid, a.seed, a.cache, found)
     size = tuple(dls.one_batch()[0].shape[-2:])
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights, img_size=size,
-                           metrics=colour_metrics(), class_guidance=recipe.guide_classes(net, size),
+                           metrics=colour_metrics(), class_guidance=recipe.guide_classes(net, size), hints=a.hints,
                            path=out.parent.absolute(), model_dir='.')
     if a.init: _init_from(learn, Path(a.init).with_suffix('.pth'))
     if a.bf16: learn.to_bf16()
@@ -90,9 +90,15 @@ def cmd_train(a):
 def _init_from(learn, init):
     "Start from the weights of a model `train` saved, with a clear error where its class guide does not match."
     if not init.is_file(): raise FileNotFoundError(f"--init {init} not found (a model saved by train, e.g. *_unet.pth)")
-    guided = learn.model.guide is not None
+    guided, hinted = learn.model.guide is not None, learn.model.takes_hints
     try: learn.load(init.absolute().with_suffix(''), with_opt=False)
     except RuntimeError as e:
+        if 'hint_conv' in str(e) and not hinted:
+            raise ValueError(f"--init {init} was trained with hints: pass --hints") from None
+        if 'hint_conv' in str(e) and 'Unexpected' not in str(e):          # a hint-free model learns hints from here
+            learn.load(init.absolute().with_suffix(''), with_opt=False, strict=False)
+            print(f"train: starting from the weights in {init}; its U-Net took no hints, the hint input starts at zero")
+            return
         if '.head.' not in str(e) and '.fuse.' not in str(e): raise
         raise ValueError(f"--init {init} was trained {'without' if guided else 'with'} a class guide and this U-Net "
                          f"{'has one' if guided else 'has none'}: give the --class-weight it was trained with"

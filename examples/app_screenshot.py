@@ -25,18 +25,69 @@ def free_port():
         return s.getsockname()[1]
 
 
-def drive(url, photos, out, profile, timeout=90, size=(1400, 1100)):
-    """Open `url`, upload `photos`, click Colourise, wait until the gallery shows the results and the message says
-    so, save a screenshot at `out`. Returns the page's message."""
+def _chromium(profile, size):
     from selenium import webdriver
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
     browser, driver_path = browsers()
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for a in CHROMIUM_FLAGS + (f'--user-data-dir={profile}', f'--window-size={size[0]},{size[1]}'):
         opts.add_argument(a)
-    drv = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
+    return webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=opts)
+
+
+def _fetch_png(href):
+    "The picture a link on the page serves, as an RGB array."
+    import io
+    import urllib.request
+    import numpy as np
+    from PIL import Image
+    with urllib.request.urlopen(href) as r: return np.asarray(Image.open(io.BytesIO(r.read())).convert('RGB'))
+
+
+def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 1000)):
+    """The 'Colour hints' tab as a person uses it: upload `photo`, click it at `at` (x, y in the photo's pixels),
+    type `colour` ('#rrggbb') into the colour picker, wait for the new result, save a screenshot at `out`.
+    Returns (the download before the colour was picked, after it, the page's message, the picker's starting colour)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+    drv = _chromium(profile, size)
+    try:
+        drv.get(url)
+        wait = WebDriverWait(drv, timeout)
+        tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, 'button[role=tab]') if 'hints' in t.text])
+        tab[0].click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#hint_photo input[type=file]')).send_keys(str(photo))
+        link = lambda d: (d.find_elements(By.CSS_SELECTOR, '#hint_download a') or [None])[0]
+        first = wait.until(lambda d: link(d) and link(d).get_attribute('href'))
+        before = _fetch_png(first)
+        img = drv.find_element(By.CSS_SELECTOR, '#hint_view img')
+        w, h = int(img.get_attribute('naturalWidth')), int(img.get_attribute('naturalHeight'))
+        sx, sy = img.size['width'] / w, img.size['height'] / h
+        dx, dy = (at[0] + 0.5) * sx - img.size['width'] / 2, (at[1] + 0.5) * sy - img.size['height'] / 2
+        ActionChains(drv).move_to_element_with_offset(img, dx, dy).click().perform()
+        wait.until(lambda d: '1 hint' in d.find_element(By.ID, 'hint_message').text)
+        clicked = wait.until(lambda d: (h := link(d).get_attribute('href')) != first and h)
+        drv.find_element(By.CSS_SELECTOR, '#hint_colour button.dialog-button').click()
+        box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#hint_colour input[type=text]'))
+        start = box.get_attribute('value')
+        box.send_keys(Keys.CONTROL, 'a'); box.send_keys(colour, Keys.ENTER)
+        chosen = lambda d: d.find_element(By.CSS_SELECTOR, '#hint_points input').get_attribute('value').lower()
+        wait.until(lambda d: colour.lower() in chosen(d))
+        after = wait.until(lambda d: (h := link(d).get_attribute('href')) != clicked and h)
+        drv.find_element(By.TAG_NAME, 'h1').click()                      # close the picker for the screenshot
+        drv.save_screenshot(str(out))
+        return before, _fetch_png(after), drv.find_element(By.ID, 'hint_message').text, start
+    finally: drv.quit()
+
+
+def drive(url, photos, out, profile, timeout=90, size=(1400, 1100)):
+    """Open `url`, upload `photos`, click Colourise, wait until the gallery shows the results and the message says
+    so, save a screenshot at `out`. Returns the page's message."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    drv = _chromium(profile, size)
     try:
         drv.get(url)
         wait = WebDriverWait(drv, timeout)

@@ -45,3 +45,14 @@ def model_file(tmp_path_factory, tiny_dls):
     p = tmp_path_factory.mktemp('model') / 'g.pkl'
     learn.export(p)
     return p
+
+
+@pytest.fixture(scope='session')
+def hint_model_file(tmp_path_factory, tiny_dls):
+    "A colouriser trained briefly with hints, written by learn.export."
+    from colourgan_fastai import colour_learner
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, hints=True)
+    learn.fit_one_cycle(20, 1e-2)
+    p = tmp_path_factory.mktemp('hints') / 'hinted.pkl'
+    learn.export(p)
+    return p

@@ -22,14 +22,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope='module')
-def server(model_file, tmp_path_factory):
+def _serving(model, workdir):
+    "The page for `model`, served on a free local port: yields its address, closes it afterwards."
     from colourgan_fastai.app import build_app
-    demo = build_app(model_file, max_megapixels=1.0, workdir=tmp_path_factory.mktemp('app'))
+    demo = build_app(model, max_megapixels=1.0, workdir=workdir)
     port = _free_port()
     demo.launch(server_name='127.0.0.1', server_port=port, prevent_thread_lock=True, quiet=True)
     yield f'http://127.0.0.1:{port}/'
     demo.close()
+
+
+@pytest.fixture(scope='module')
+def server(model_file, tmp_path_factory): yield from _serving(model_file, tmp_path_factory.mktemp('app'))
 
 
 def _L(a): return skc.rgb2lab(np.asarray(a.convert('RGB')) / 255.)[..., 0]
@@ -69,15 +73,42 @@ def test_app_without_a_model_explains_how_to_make_one(capsys):
     assert 'make demo' in err and 'models/demo.pkl' in err
 
 
-def test_the_page_in_a_real_browser(server, tmp_path):
-    "Headless Chromium: upload a photo, click Colourise, the result appears; a screenshot is saved."
-    import os, runpy
+def _browser_driver():
+    "examples/app_screenshot.py's functions; skipped without selenium or chromium (an error in CI)."
+    import runpy
     pytest.importorskip('selenium', reason="the [browser] extra (selenium) is not installed")
     shot = runpy.run_path(str(Path(__file__).resolve().parents[1] / 'examples' / 'app_screenshot.py'), run_name='t')
     browser, driver = shot['browsers']()
     if not (browser and driver):
         if os.environ.get('COLOURGAN_REQUIRE_SHARED'): pytest.fail("chromium and chromedriver are required in CI")
         pytest.skip("Debian's chromium and chromium-driver are not installed")
+    return shot
+
+
+def test_the_page_in_a_real_browser(server, tmp_path):
+    "Headless Chromium: upload a photo, click Colourise, the result appears; a screenshot is saved."
+    shot = _browser_driver()
     message = shot['drive'](server, [_photo(tmp_path, 'street.png', 160, 240)], tmp_path / 'app.png', tmp_path / 'prof')
     assert 'Colourised 1 photo' in message
     assert Image.open(tmp_path / 'app.png').size[0] >= 1000
+
+
+@pytest.fixture(scope='module')
+def hint_server(hint_model_file, tmp_path_factory): yield from _serving(hint_model_file, tmp_path_factory.mktemp('happ'))
+
+
+def test_a_click_on_the_page_puts_a_hint_and_the_colour_there_becomes_the_chosen_one(hint_server, tmp_path):
+    "Headless Chromium: upload, click the photo, type a colour into the picker; the download is redone with it."
+    shot = _browser_driver()
+    src = _photo(tmp_path, 'cat.png', 120, 160)
+    before, after, message, start = shot['drive_hints'](hint_server, src, (40, 30), '#ff0000', tmp_path / 'hints.png',
+                                                        tmp_path / 'prof')
+    assert '1 hint' in message
+    assert before.shape == after.shape == (120, 160, 3)
+    picked = np.array([int(start[k:k + 2], 16) for k in (1, 3, 5)])
+    near = before[28:33, 38:43].reshape(-1, 3).astype(int)
+    assert np.abs(near - picked).max(1).min() <= 4             # the picker starts at the colour predicted there
+    lab = lambda a: skc.rgb2lab(a[28:33, 38:43] / 255.)[..., 1:].mean((0, 1))
+    red = skc.rgb2lab(np.array([[[1., 0, 0]]]))[0, 0, 1:]
+    assert np.linalg.norm(lab(after) - red) < 0.8 * np.linalg.norm(lab(before) - red)
+    assert np.abs(_L(Image.fromarray(after)) - _L(Image.open(src))).max() < 1.0    # lightness still the input's

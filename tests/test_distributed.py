@@ -10,10 +10,11 @@ import torch
 HELPER = Path(__file__).parent / 'helpers' / 'ddp_train.py'
 
 
-def test_two_cpu_processes_train_G_and_D_in_sync(tmp_path):
+@pytest.mark.parametrize('hints', [False, True], ids=['plain', 'with_colour_hints'])
+def test_two_cpu_processes_train_G_and_D_in_sync(tmp_path, hints):
     pytest.importorskip('accelerate')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29533',
-           str(HELPER), str(tmp_path)]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', str(29533 + hints),
+           str(HELPER), str(tmp_path)] + (['hints'] if hints else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f'rank{i}.pt', weights_only=False) for i in (0, 1))
@@ -24,6 +25,8 @@ def test_two_cpu_processes_train_G_and_D_in_sync(tmp_path):
         for k in r0[net]:
             assert torch.allclose(r0[net][k].float(), r1[net][k].float(), atol=1e-6), (net, k)
     assert all(math.isfinite(v) for v in r0['losses'] + r1['losses'])
+    assert ('hint_conv.weight' in r0['G']) == hints
+    if hints: assert r0['G']['hint_conv.weight'].abs().sum() > 0          # the hint input trained, in step on both ranks
 
 
 def test_importing_changes_nothing_in_fastai_and_the_gloo_fix_is_opt_in_and_keeps_cpu_tensors_on_cpu(monkeypatch):

@@ -1,5 +1,6 @@
 """Launched by tests/test_distributed.py with torchrun (2 CPU processes, gloo): trains G and D with
-distrib_ctx and writes this rank's weights and losses to OUT/rank<r>.pt."""
+distrib_ctx and writes this rank's weights and losses to OUT/rank<r>.pt. A second argument `hints` trains a U-Net
+that takes colour hints (each batch's hints sampled by HintSampler on its own rank)."""
 import sys
 import warnings
 
@@ -13,7 +14,8 @@ from colourgan_fastai import sample_photos_dls, colour_learner, GANColourizer, c
 out = sys.argv[1]
 set_seed(0)                                   # same initial G on every rank (DDP also broadcasts it)
 dls = sample_photos_dls(size=32, n=80, bs=8, cache=True)   # CachedDL, as cifar10_dls/stl10_dls give by default
-learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False)
+hints = sys.argv[2:] == ['hints']
+learn = colour_learner(dls, arch='resnet20_cifar', pretrained=False, hints=hints)
 learn.add_cb(GANColourizer())
 with cpu_distrib_ctx(learn):
     learn.fit(1, 1e-3)
