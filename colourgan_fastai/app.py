@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ['build_app', 'serve', 'colourize_uploads', 'draw_points', 'colour_at', 'DEFAULT_MAX_MEGAPIXELS']
+__all__ = ['build_app', 'serve', 'colourize_uploads', 'colour_at', 'DEFAULT_MAX_MEGAPIXELS']
 
 DEFAULT_MAX_MEGAPIXELS = 40.
 EXAMPLE_PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png')
@@ -76,22 +76,6 @@ def colour_at(img, x, y) -> str:
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
 
-def draw_points(img, points, selected=None) -> Image.Image:
-    "The picture with each hint drawn as a dot of its colour in a black and white ring (the selected one larger)."
-    from PIL import ImageDraw
-    from .hints import parse_colour
-    im = Image.fromarray(np.asarray(img)).convert('RGB')
-    d = ImageDraw.Draw(im)
-    r0 = max(4, round(min(im.size) / 80))
-    for k, (x, y, c) in enumerate(points):
-        r = r0 * 3 // 2 if k == selected else r0
-        fill = tuple(int(v * 255 + 0.5) for v in parse_colour(c).tolist())
-        d.ellipse([x - r - 2, y - r - 2, x + r + 2, y + r + 2], fill=(0, 0, 0))
-        d.ellipse([x - r - 1, y - r - 1, x + r + 1, y + r + 1], fill=(255, 255, 255))
-        d.ellipse([x - r + 1, y - r + 1, x + r - 1, y + r - 1], fill=fill)
-    return im
-
-
 def _picker_hex(c):
     "Gradio's colour picker value ('#rrggbb', '#rrggbbaa' or 'rgba(r, g, b, a)') -> '#rrggbb'."
     from PIL import ImageColor
@@ -103,6 +87,7 @@ def _picker_hex(c):
 
 def _hints_tab(gr, learn, size, workdir, max_megapixels):
     "The 'Colour hints' tab: one photo, points put by clicking, each with a colour picker (see the module docstring)."
+    from .figures import draw_points
     from .inference import GreyImage, colourize
 
     def render(st, render_size, message=None):

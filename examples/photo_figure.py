@@ -8,6 +8,9 @@ classes of Imagenette's validation folder, at the size they are stored (160 px s
     python examples/photo_figure.py --model runs/encoder_transfer/imagenet_s42/final.pkl \\
         --photos ../shared/data/imagenette2-160/val --n 6 --out images/heldout_photos.png
 
+`--hints hints.json` (for a model trained with `--hints`) adds a panel to each photo: colourised with the points
+the file gives it (keys as in the figure's labels, e.g. "n03888257/ILSVRC2012_val_00001440"), the points drawn.
+
 `--score` also scores the model on *every* photo under --photos as a user sees them: the whole photo at its stored
 resolution through `colourize`, against the original and against grey output (PSNR, SSIM, colourfulness and its
 gap, blotch pixels), with a progress bar.
@@ -80,12 +83,17 @@ def main(argv=None):
     p.add_argument('--n', type=int, default=6); p.add_argument('--skip', type=int, default=0)
     p.add_argument('--per-row', type=int, default=2, help='photos per row of the figure')
     p.add_argument('--out', default='images/heldout_photos.png')
+    p.add_argument('--hints', help="a JSON file: the figure's photo labels -> [[x, y, '#rrggbb'], ...]")
     p.add_argument('--score', action='store_true', help='also score the model on every photo under --photos')
     a = p.parse_args(argv)
     learn = load_colourizer(a.model)
     files = [Path(f) for f in a.files] if a.files else pick_photos(a.photos, a.n, a.skip)
+    hints = None
+    if a.hints:
+        from colourgan_fastai.hints import read_hints_file
+        hints = read_hints_file(a.hints)
     path = comparison_figure(learn, {f.parent.name + '/' + f.stem if not a.files else f.stem: f for f in files},
-                             a.out, per_row=a.per_row)
+                             a.out, per_row=a.per_row, hints=hints)
     print(f"wrote {path}: {len(files)} photos at full resolution")
     if a.score:
         every = sorted(find_images(a.photos))

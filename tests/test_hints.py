@@ -176,3 +176,17 @@ def test_onnx_takes_the_hints_and_matches_torch(hint_model_file, tmp_path):
     with torch.no_grad(): want = learn.model.eval()(L_, hint, mask).numpy()
     got = sess.run(None, {'L': L_.numpy(), 'hint_ab': hint.numpy(), 'hint_mask': mask.numpy()})[0]
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_the_photo_figure_gains_a_panel_with_the_hints_drawn(hint_model_file, tmp_path):
+    from colourgan_fastai.figures import comparison_figure
+    learn, photos = load_colourizer(hint_model_file), {'cat': _cat(tmp_path)}
+    plain = Image.open(comparison_figure(learn, photos, tmp_path / 'a.png'))
+    fig = np.asarray(Image.open(comparison_figure(learn, photos, tmp_path / 'b.png', hints={'cat': [(40, 30, '#ff0000')]})))
+    assert fig.shape[1] == plain.size[0] + 160 + 6 == 4 * 160 + 3 * 6  # one more full-resolution panel
+    panel = fig[32:32 + 120, 2 * (160 + 6):2 * (160 + 6) + 160]          # below the two label lines, third panel
+    assert tuple(panel[30, 40]) == (255, 0, 0)                           # the point, drawn in its colour
+    from colourgan_fastai.figures import _grey_of
+    grey = _grey_of(np.asarray(Image.open(photos['cat'])))               # the figure colourises the grey print
+    want = np.asarray(colourize(learn, grey, hints=[(40, 30, '#ff0000')]))
+    assert np.array_equal(panel[:, 100:], want[:, 100:])                 # away from the marker: the hinted result
