@@ -11,7 +11,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,onnx,distributed,app,browser]'
+	$(PY) -m pip install -q -e '.[test,onnx,distributed,app,browser,video]'
 	touch $@
 
 demo: venv

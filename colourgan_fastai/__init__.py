@@ -22,6 +22,7 @@ from .calibration import calibrate_colourfulness
 from .metrics import PSNR, SSIM, Colourfulness, DeltaColourfulness, SpuriousColour, colour_metrics, score_predictions
 from .inference import colourize, colourize_many, load_colourizer
 from .folders import colourize_folder
+from .video import colourize_video
 from .onnx import export_onnx
 from .distributed import cpu_distrib_ctx
 
@@ -35,5 +36,5 @@ __all__ = ['rgb_to_lab', 'lab_to_rgb',
            'ProgressiveResizing',
            'Recipe', 'train', 'train_l1_then_gan', 'train_semantic_colour', 'calibrate_colourfulness',
            'PSNR', 'SSIM', 'Colourfulness', 'DeltaColourfulness', 'SpuriousColour', 'colour_metrics', 'score_predictions',
-           'colourize', 'colourize_many', 'colourize_folder', 'load_colourizer', 'export_onnx',
+           'colourize', 'colourize_many', 'colourize_folder', 'colourize_video', 'load_colourizer', 'export_onnx',
            'cpu_distrib_ctx']

@@ -95,7 +95,7 @@ def cmd_colourize(a):
     device = _device(a.device)
     jobs, not_images = [], []
     for src in map(Path, a.inputs):
-        jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format, not_images)
+        jobs += folder_jobs(src, out / src.resolve().name if src.is_dir() else out, a.format, not_images, a.video_codec)
     plan_outputs(jobs, a.overwrite)                 # every clash and unwritable folder, before the model loads
     hints = None
     if a.hints:
@@ -107,8 +107,9 @@ def cmd_colourize(a):
     if a.flip_average:
         from .models import use_flip_average
         use_flip_average(learn)
-    res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite, hints=hints)
-    print(f"colourised {len(res['written'])} image(s) into {out}; {len(res['skipped'])} existed already "
+    res = colourize_files(learn, jobs, a.render_size, a.bs, overwrite=a.overwrite, hints=hints,
+                          video_codec=a.video_codec, steady=a.steady)
+    print(f"colourised {len(res['written'])} file(s) into {out}; {len(res['skipped'])} existed already "
           f"(--overwrite to redo), {len(res['failed'])} could not be read")
     if not_images:
         print(f"left alone {len(not_images)} file(s) that are not images: " +
@@ -207,8 +208,8 @@ def build_parser():
                    'CIFAR-10 and STL-10 always do)')
     t.set_defaults(func=cmd_train)
 
-    c = sub.add_parser('colourize', aliases=['colourise'], help='colourise image files or folders with an exported model')
-    c.add_argument('inputs', nargs='+', metavar='INPUT', help='image files or folders (searched recursively)')
+    c = sub.add_parser('colourize', aliases=['colourise'], help='colourise photos, films or folders with an exported model')
+    c.add_argument('inputs', nargs='+', metavar='INPUT', help='photos, films or folders (searched recursively)')
     c.add_argument('-o', '--output', required=True, help='output folder (folders keep their relative paths)')
     c.add_argument('--model', required=True, help='the .pkl written by learn.export / colourgan train')
     c.add_argument('--render-size', type=_int_at_least(8),
@@ -221,6 +222,10 @@ def build_parser():
     c.add_argument('--overwrite', action='store_true', help='redo outputs that exist (inputs are never written)')
     c.add_argument('--flip-average', action='store_true', help="average each prediction with its mirror image's "
                    '(twice the time; on photos +0.05-0.07 dB and a tenth fewer blotch pixels: docs/experiments/photos.md)')
+    c.add_argument('--video-codec', choices=['h264', 'lossless'], default='h264',
+                   help='films: h264 (default; MP4, plays everywhere, L within a few units) or lossless (FFV1 in MKV)')
+    c.add_argument('--no-steady', dest='steady', action='store_false',
+                   help='films: colourise frame by frame (default: colours made steady along the motion)')
     c.add_argument('--hints', metavar='FILE', help='colour hints for a model trained with --hints: a JSON file mapping '
                    'images to points, e.g. {"photo.jpg": [[120, 80, "#c03020"]]} (x, y in the photo\'s pixels; '
                    'docs/usage.md)')

@@ -18,6 +18,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .images import folder_images, image_frames
 from .hints import check_points
+from .video import is_video, video_output_name
 from .inference import GreyImage, colourize_many, load_colourizer, check_positive, require_hints
 
 __all__ = ['colourize_folder', 'colourize_files', 'folder_jobs', 'plan_outputs', 'output_name', 'match_hints']
@@ -140,6 +141,7 @@ def match_hints(hints, files, base=None, source='hints'):
                                  "give its path")
             hit = named[0] if named else None
         if hit is None: raise ValueError(f"{source}: {key!r} is not one of the images to colourise")
+        if is_video(hit): raise ValueError(f"{source}: {key!r} is a film; hints are for photos")
         with Image.open(hit) as im: size = im.size
         check_points(pts, size, f"{hit} in {source}")
         out[hit] = pts
@@ -147,12 +149,14 @@ def match_hints(hints, files, base=None, source='hints'):
 
 
 def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, display=True, max_pixels=None,
-                    hints=None) -> dict:
+                    hints=None, video_codec='h264', steady=True) -> dict:
     """Colourise [(input file, output path), ...]: the whole run is checked first (`plan_outputs`); every frame of a
     multi-frame file is colourised; each output is written atomically; unreadable files are reported at the end (a
     warning and the 'failed' list) and the rest carry on. A failed *write* (disk full, permissions) stops the run
     with an OSError: what was written stays, and a rerun skips it. `hints`: {input file: [(x, y, colour), ...]}
     for a colouriser that takes hints (see `match_hints`; every frame of a multi-frame file gets its file's hints).
+    Films (`video.is_video`) are colourised after the pictures, one by one, streamed (`colourize_video`, with
+    `video_codec` and `steady`); a film that fails is reported like an unreadable picture.
     Returns {'written': [...], 'skipped': [...], 'failed': [(path, reason), ...]}."""
     check_positive('bs', bs); check_positive('render_size', render_size, 8)
     learn = load_colourizer(learn)
@@ -161,6 +165,8 @@ def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, displ
     todo, skipped = plan_outputs(jobs, overwrite)
     res = {'written': [], 'skipped': skipped, 'failed': []}
     for _, out in jobs: _remove_stale_tmp(out)
+    films = [(f, out) for f, out in todo if is_video(f)]
+    todo = [(f, out) for f, out in todo if not is_video(f)]
     for k in progress_bar(range(0, len(todo), bs), display=display and bool(todo)):
         chunk = []
         for f, out in todo[k:k + bs]:
@@ -175,42 +181,51 @@ def colourize_files(learn, jobs, render_size=None, bs=16, overwrite=False, displ
             try: _atomic_save(outs, out, durations, loop)
             except ValueError as e: res['failed'].append((f, str(e))); continue
             res['written'].append(out)
+    for f, out in films:
+        from .video import colourize_video
+        try: res['written'].append(colourize_video(learn, f, out, render_size, video_codec, steady, overwrite=True,
+                                                   display=display))
+        except (ValueError, OSError) as e: res['failed'].append((f, str(e)))
     if res['failed']:
         warnings.warn(f"could not colourise {len(res['failed'])} file(s): " +
                       '; '.join(f"{f} ({why})" for f, why in res['failed']))
     return res
 
 
-def folder_jobs(src, dst, fmt='auto', not_images=None):
-    """[(input, output), ...] for a file or a folder of images (`folder_images`): a folder's images keep their paths
-    relative to it; images already under `dst` (our own earlier outputs) are not inputs. Files that are not images
-    are appended to the list `not_images` when one is given."""
+def folder_jobs(src, dst, fmt='auto', not_images=None, video_codec='h264'):
+    """[(input, output), ...] for a file or a folder of images and films (`folder_images`, `video.is_video`): a
+    folder's files keep their paths relative to it; files already under `dst` (our own earlier outputs) are not
+    inputs. Films are written with `video_codec`'s container (`video_output_name`). Files that are neither are
+    appended to the list `not_images` when one is given."""
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.exists(): raise FileNotFoundError(f"{src} does not exist")
-    if src.is_file(): return [(src, dst / output_name(src, fmt))]
+    name = lambda f: video_output_name(f, video_codec) if is_video(f) else output_name(f, fmt)
+    if src.is_file(): return [(src, dst / name(src))]
     if dst == src: raise ValueError(f"the output folder {dst} is the input folder: it would overwrite the inputs")
     files, others = folder_images(src)
     files = [f for f in map(Path.resolve, files) if dst not in f.parents]
     others = [f for f in map(Path.resolve, others) if dst not in f.parents]
+    files, others = sorted(files + [f for f in others if is_video(f)]), [f for f in others if not is_video(f)]
     if not_images is not None: not_images += others
     if not files:
-        raise ValueError(f"no image files to colourise in {src}" +
+        raise ValueError(f"no image or film to colourise in {src}" +
                          (f" ({len(others)} other file(s), none of them an image)" if others else ''))
-    return [(f, dst / f.relative_to(src).parent / output_name(f, fmt)) for f in files]
+    return [(f, dst / f.relative_to(src).parent / name(f)) for f in files]
 
 
 def colourize_folder(learn, src, dst, render_size=None, bs=16, overwrite=False, display=True, fmt='auto',
-                     max_pixels=None, hints=None) -> dict:
+                     max_pixels=None, hints=None, video_codec='h264', steady=True) -> dict:
     """Colourise every image under `src` (a folder, searched recursively, or one file) into `dst`, keeping relative
     paths. Never writes an input, whatever `overwrite` says; refuses up front when two inputs would write one
     output; skips outputs that exist unless `overwrite`; colourises every frame of animated GIFs and multi-page
     TIFFs; writes lossless formats by default (`fmt`, see `output_name`), each file atomically and with the
     umask's permissions. Files Pillow cannot open and whose extension is not an image's are left alone and listed
     under 'not_images'; see `colourize_files` for the rest of the result. `hints`: {file: [(x, y, colour), ...]}, a
-    file named by its path relative to `src`, its full path or its bare name, for a colouriser that takes hints."""
+    file named by its path relative to `src`, its full path or its bare name, for a colouriser that takes hints.
+    Films under `src` are colourised too (`colourize_video`: `video_codec`, `steady`)."""
     not_images = []
-    jobs = folder_jobs(src, dst, fmt, not_images)
+    jobs = folder_jobs(src, dst, fmt, not_images, video_codec)
     src = Path(src)
     hints = match_hints(hints, [f for f, _ in jobs], base=src if src.is_dir() else src.parent)
-    res = colourize_files(learn, jobs, render_size, bs, overwrite, display, max_pixels, hints)
+    res = colourize_files(learn, jobs, render_size, bs, overwrite, display, max_pixels, hints, video_codec, steady)
     return {**res, 'not_images': not_images}

@@ -3,6 +3,7 @@
 Each metric decodes (L, ab_pred) and (L, ab_true) to sRGB in [0, 1] and averages a per-image score over the
 validation set. PSNR alone rewards grey output: report it beside colourfulness.
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -170,3 +171,29 @@ def score_predictions(dl, predict, metrics=None) -> dict:
             n += len(ab)
             for m in metrics: m.accumulate(SimpleNamespace(xb=(L_,), yb=(ab,), pred=pred))
     return {'l1': l1 / n, **{m.name: m.value for m in metrics}}
+
+
+def frame_ab(rgb) -> np.ndarray:
+    "The ab of an 8-bit RGB frame (H, W, 3) as a (2, H, W) float32 array."
+    from .lab import rgb_to_lab
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255
+    return rgb_to_lab(x)[1:].numpy()
+
+
+def flicker(frames, clip) -> list:
+    """Temporal flicker of a colourised clip with known motion (`clips.Clip`): for each frame after the first, the
+    mean change of ab (|Δab|, CIE ab units) from the previous frame, followed along the true motion, on the pixels
+    that stay in view (Lai et al. 2018's warping error, on chroma). `frames`: the output frames (uint8 RGB) in order.
+    The first frame, and the first frame of each new scene, give None."""
+    import cv2
+    out, prev = [], None
+    for t, rgb in enumerate(frames):
+        ab = frame_ab(rgb)
+        if prev is None or t in clip.cuts: out.append(None)
+        else:
+            qx, qy, inview = clip.previous_position(t)
+            warped = np.stack([cv2.remap(c, qx, qy, cv2.INTER_LINEAR) for c in prev])
+            d = np.sqrt(((ab - warped) ** 2).sum(0))
+            out.append(float(d[inview].mean()) if inview.any() else None)
+        prev = ab
+    return out
