@@ -43,7 +43,10 @@ def _with_audio(path, n=12, fps=12, size=(96, 72)):
     return clip
 
 
-def test_steady_colours_cut_flicker_keep_quality_and_restart_at_a_cut(model_file, tmp_path):
+def test_steady_colours_cut_flicker_keep_quality_and_restart_at_a_cut(tiny_dls, tmp_path):
+    from colourgan_fastai import colour_learner
+    torch.manual_seed(0)                              # an untrained U-Net: the same colouriser on every run
+    model_file = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
     T = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
     for kind in ('pan', 'cut'):
         clip = make_clip(PHOTOS, kind, n=16, size=(128, 96), grain=3, flicker=0.03)
@@ -55,7 +58,7 @@ def test_steady_colours_cut_flicker_keep_quality_and_restart_at_a_cut(model_file
         assert fl[True] < 0.7 * fl[False], fl                              # steadier along the motion
         truth = [clip.frame(t) for t in range(len(clip))]
         q = {s: np.mean([psnr(T(a), T(b)).item() for a, b in zip(f, truth)]) for s, f in runs.items()}
-        assert abs(q[True] - q[False]) < 0.2                               # and no worse per frame
+        assert q[True] > q[False] - 0.2                                    # and no worse per frame
         for k in clip.cuts:                                                # a new scene starts from its own colours
             ab = lambda a: skc.rgb2lab(a / 255.)[..., 1:]
             assert np.abs(ab(runs[True][k]) - ab(runs[False][k])).max() < 1.0
