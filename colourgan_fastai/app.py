@@ -11,6 +11,7 @@ With a model trained with hints (`colourgan train --hints`), a "Colour hints" ta
 result to put a point, whose colour picker starts at the colour the model predicted there; pick the colour the
 thing really was and the photo is colourised again with it. Points can be chosen from a list, moved (tick "move" and
 click the new place), removed or cleared; the full-resolution PNG (without the markers) is there to download.
+The "Film" tab takes a short clip (with the [video] extra) and gives it back colourised, with steady colours.
 """
 import os
 import tempfile
@@ -167,6 +168,37 @@ def _hints_tab(gr, learn, size, workdir, max_megapixels):
     clear.click(lambda st, r: remove(st, r, True), [state, render_size], outs)
 
 
+MAX_FILM_SECONDS = 60.
+
+
+def _film_tab(gr, learn, size, workdir, max_megapixels):
+    "The 'Film' tab: a short clip in, the clip colourised with steady colours out (needs the [video] extra)."
+    from .video import colourize_video, film_info
+
+    def run(path, render_size, steady):
+        if not path: raise gr.Error("Choose a short clip first.")
+        try:
+            w, h, seconds = film_info(path)
+            if seconds > MAX_FILM_SECONDS: raise ValueError(f"{seconds:.0f} s is longer than this page's "
+                                                            f"{MAX_FILM_SECONDS:g} s (use `colourgan colourise`)")
+            if w * h / 1e6 > max_megapixels: raise ValueError(f"{w}x{h} is over this server's limit")
+            out = Path(tempfile.mkdtemp(dir=workdir)) / (Path(path).stem + '_colourised.mp4')
+            colourize_video(learn, path, out, render_size=int(render_size), steady=bool(steady), display=False)
+        except (ValueError, OSError) as e: raise gr.Error(f"{Path(path).name}: {e}")
+        return str(out), f"Colourised {Path(path).name} ({w}x{h}, {seconds:.1f} s)."
+
+    with gr.Row():
+        with gr.Column():
+            clip = gr.Video(label=f'A short clip (at most {MAX_FILM_SECONDS:g} s)', sources=['upload'], elem_id='film')
+            render_size = gr.Slider(8, 1024, value=size, step=8, label=f'Render size (trained at {size} px)')
+            steady = gr.Checkbox(value=True, label='Steady colours (carried along the motion)')
+            button = gr.Button('Colourise the clip', variant='primary', elem_id='film_go')
+        with gr.Column():
+            result = gr.Video(label='Colourised', elem_id='film_result')
+            message = gr.Markdown(elem_id='film_message')
+    button.click(run, [clip, render_size, steady], [result, message], api_name='colourize_film')
+
+
 def _examples(folder: Path):
     "Grey versions of a few of scikit-image's photos, one click away on the page."
     from .figures import _grey_of
@@ -210,6 +242,10 @@ def build_app(model, device='cpu', max_megapixels=DEFAULT_MAX_MEGAPIXELS, workdi
             if getattr(get_model(learn.model), 'takes_hints', False): _hints_tab(gr, learn, size, workdir, max_megapixels)
             else: gr.Markdown("This model was trained without hints. Train one that takes them with "
                               "`colourgan train --hints`, then click on a photo to say what colour a thing is.")
+        with gr.Tab('Film', elem_id='tab_film'):
+            try:
+                _film_tab(gr, learn, size, workdir, max_megapixels)
+            except ImportError as e: gr.Markdown(f"Films need the [video] extra: {e}")
     demo.queue(default_concurrency_limit=1)
     return demo
 

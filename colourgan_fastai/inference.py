@@ -17,8 +17,8 @@ from PIL import Image
 from fastai.torch_core import get_model
 
 from .images import image_array, array_scale, to_unit_float, n_frames
-from .lab import lightness, lab_to_rgb, lab_to_rgb_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
-from .models import check_colourizer
+from .lab import lightness, lightness_u8, lab_to_rgb, lab_to_srgb8, L_SCALE, L_SHIFT, AB_SCALE
+from .models import check_colourizer, as_plain
 from .hints import hint_maps, check_points
 
 __all__ = ['colourize', 'colourize_many', 'load_colourizer', 'GreyImage']
@@ -49,6 +49,8 @@ class GreyImage:
             alpha = (to_unit_float(arr[..., -1], scale) * 255 + 0.5).astype(np.uint8)
             arr = arr[..., :-1]
         H, W = arr.shape[:2]
+        if arr.dtype == np.uint8 and arr.shape[-1] in (1, 3):        # 8-bit: table lookups (lab.lightness_u8)
+            return cls(lightness_u8(arr[..., 0] if arr.shape[-1] == 1 else arr), alpha, name)
         L = np.empty((H, W), np.float32)
         for r0, r1 in _strips(H, W):
             x = torch.from_numpy(to_unit_float(arr[r0:r1], scale)).permute(2, 0, 1)
@@ -130,16 +132,18 @@ def _upsample_ab(ab, H, W, r0, r1):
 
 
 def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
-    "Full-resolution L + upsampled ab -> 8-bit RGB(A), chroma shrunk where out of gamut."
+    """Full-resolution L + upsampled ab -> 8-bit RGB(A), chroma shrunk where out of gamut (`lab.lab_to_srgb8`: float32
+    in place, tables for the curves; within one unit of the float64 maths). Strips of rows bound the memory."""
     H, W = grey.L.shape
-    out = np.empty((H, W, 3), np.uint8)
+    planes = np.empty((3, H, W), np.uint8)
+    L_ = torch.from_numpy(grey.L)
+    ab_small = as_plain(ab_small).float()
     for r0, r1 in _strips(H, W):
-        ab = _upsample_ab(ab_small, H, W, r0, r1) * AB_SCALE
-        lab = torch.cat([torch.from_numpy(grey.L[r0:r1])[None], ab], 0)
-        rgb = lab_to_rgb_in_gamut(lab)
-        out[r0:r1] = (rgb.permute(1, 2, 0) * 255 + 0.5).clamp_(0, 255).to(torch.uint8).numpy()
-    if grey.alpha is not None: return Image.fromarray(np.dstack([out, grey.alpha]), 'RGBA')
-    return Image.fromarray(out, 'RGB')
+        ab = _upsample_ab(ab_small, H, W, r0, r1).mul_(AB_SCALE)
+        planes[:, r0:r1] = lab_to_srgb8(L_[r0:r1], ab).numpy()
+    bands = [Image.fromarray(p) for p in planes]
+    if grey.alpha is not None: return Image.merge('RGBA', bands + [Image.fromarray(grey.alpha)])
+    return Image.merge('RGB', bands)
 
 
 def _predict(G, greys, render_size, bs, max_pixels=None, hints=None):

@@ -123,3 +123,81 @@ def decode_lab(L: Tensor, ab: Tensor) -> Tensor:
     L, ab = torch.as_tensor(L), torch.as_tensor(ab)
     lab = torch.cat([(L.float() + L_SHIFT) * L_SCALE, ab.float() * AB_SCALE], dim=-3)
     return lab_to_rgb(lab)
+
+
+# ---------------------------------------------------------------------------------------------- 8-bit fast paths
+# Full-resolution work on 8-bit pictures (colourize, films): table lookups where the input has 256 values, float32
+# in place elsewhere, and the gamut search only on the pixels out of gamut. Equal to the float64 maths within one
+# unit of 8-bit RGB (tested).
+_LUT_N = 1 << 14                                  # linear light -> 8-bit sRGB table: 0.1 unit of error at most
+_LUT_L = 1 << 16                                  # Y -> L* table: 0.007 L* at most
+_tables = {}
+
+
+def _tables8():
+    if not _tables:
+        v = torch.arange(256, dtype=torch.float64) / 255
+        lin = torch.where(v > 0.04045, ((v + 0.055) / 1.055).pow(2.4), v / 12.92)
+        _tables['Y'] = [(lin * _XYZ_FROM_RGB[1, k]).float().numpy() for k in range(3)]   # each channel's part of Y
+        y = torch.arange(_LUT_L, dtype=torch.float64) / (_LUT_L - 1)
+        _tables['L'] = (116 * torch.where(y > 0.008856, y.pow(1 / 3), 7.787 * y + 16 / 116) - 16).float().numpy()
+        s = _linear_to_srgb(torch.arange(_LUT_N, dtype=torch.float64) / (_LUT_N - 1))
+        _tables['srgb8'] = (s * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    return _tables
+
+
+def lightness_u8(rgb):
+    """L* (float32, H x W) of an 8-bit sRGB picture, a numpy array (H, W, 3) or (H, W) grey: three table lookups
+    for Y and one for L*."""
+    import numpy as np
+    t = _tables8()
+    if rgb.ndim == 2: return t['L'][((t['Y'][0] + t['Y'][1] + t['Y'][2]) * (_LUT_L - 1) + 0.5).astype(np.int64)][rgb]
+    Y = t['Y'][0][rgb[..., 0]]
+    Y += t['Y'][1][rgb[..., 1]]
+    Y += t['Y'][2][rgb[..., 2]]
+    np.clip(Y, 0, 1, out=Y)
+    Y *= _LUT_L - 1
+    Y += 0.5
+    return t['L'][Y.astype(np.uint16)]
+
+
+def _finv_(f: Tensor) -> Tensor:
+    "Lab's inverse companding in place, branch-free: max(f, t)^3 + (min(f, t) - t) / 7.787 with t = 6/29."
+    t = 0.2068966
+    low = f.clamp(max=t).sub_(t).div_(7.787)
+    f.clamp_(min=t)
+    return f.mul_(f * f).add_(low)
+
+
+_LIN_LO, _LIN_HI = -7.7e-6, 1.00023                 # linear light whose sRGB lies within `_fit`'s 1e-4 of [0, 1]
+
+
+def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    "Flat L*, a*, b* (N,) float32 -> linear-light RGB (3, N): branch-free companding and one 3x3 product."
+    f = torch.stack([(L + 16) / 116 + a / 500, (L + 16) / 116, ((L + 16) / 116 - b / 200).clamp_(min=0)])
+    return torch.mm(_RGB_FROM_XYZ.float(), _finv_(f).mul_(_WHITE_D65.float()[:, None]))
+
+
+def _fit_linear(L: Tensor, a: Tensor, b: Tensor, iters: int = 10) -> Tensor:
+    """`_fit`'s search for out-of-gamut pixels (N,), done on linear light (sRGB's curve is monotonic, so the same
+    decisions without it): the largest chroma scale, by bisection, whose RGB needs no clipping -> linear RGB (3, N)."""
+    lo, hi = torch.zeros_like(L), torch.ones_like(L)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        rgb = _lab_to_linear_flat(L, a * mid, b * mid)
+        good = (rgb.amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
+        lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
+    return _lab_to_linear_flat(L, a * lo, b * lo)
+
+
+def lab_to_srgb8(L: Tensor, ab: Tensor, iters: int = 10) -> Tensor:
+    """L* (H, W) and ab (2, H, W), float32 -> 8-bit sRGB (3, H, W) uint8 planes, each out-of-gamut pixel's chroma
+    shrunk (as `fit_lab_in_gamut`) rather than its RGB clipped. Float32, one 3x3 product for the whole picture, the
+    gamut search on linear light for the pixels out of gamut only, the linear light -> sRGB curve a table lookup."""
+    H, W_ = L.shape
+    Lf, a, b = L.reshape(-1), ab[0].reshape(-1), ab[1].reshape(-1)
+    rgb = _lab_to_linear_flat(Lf, a, b)                                                  # linear light (3, N)
+    bad = ((rgb.amin(0) < _LIN_LO) | (rgb.amax(0) > _LIN_HI)).nonzero()[:, 0]
+    if len(bad): rgb[:, bad] = _fit_linear(Lf[bad], a[bad], b[bad], iters)
+    out = _tables8()['srgb8'][rgb.clamp_(0, 1).mul_(_LUT_N - 1).add_(0.5).to(torch.int32)]
+    return out.reshape(3, H, W_)

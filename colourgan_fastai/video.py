@@ -22,7 +22,7 @@ from fastprogress.fastprogress import progress_bar
 
 from .inference import GreyImage, load_colourizer, _compose, _predict, _default_render_size, check_positive
 
-__all__ = ['colourize_video', 'SteadyChroma', 'is_video', 'VIDEO_EXTS', 'VIDEO_CODECS', 'video_output_name']
+__all__ = ['colourize_video', 'SteadyChroma', 'film_info', 'is_video', 'VIDEO_EXTS', 'VIDEO_CODECS', 'video_output_name']
 
 VIDEO_EXTS = frozenset({'.mp4', '.m4v', '.mov', '.mkv', '.avi', '.webm', '.mpg', '.mpeg', '.wmv', '.flv', '.ogv',
                         '.ts', '.mts', '.3gp'})
@@ -99,6 +99,18 @@ class SteadyChroma:
                 out = wgt * carried + (1 - wgt) * ab_np
         self.prev_L, self.prev_ab = n, out.astype(np.float32)
         return torch.from_numpy(self.prev_ab.copy())
+
+
+def film_info(path):
+    "(width, height, seconds) of a film, from its header; a ValueError naming it where it cannot be read."
+    av = _av()
+    try:
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            secs = float(c.duration / 1e6) if c.duration else float((v.duration or 0) * (v.time_base or 0))
+            return v.codec_context.width, v.codec_context.height, secs
+    except Exception as e:
+        raise ValueError(f"{path} cannot be decoded as a film: {type(e).__name__}: {e}") from None
 
 
 def _render_L(grey, h, w):

@@ -112,3 +112,17 @@ def test_a_click_on_the_page_puts_a_hint_and_the_colour_there_becomes_the_chosen
     red = skc.rgb2lab(np.array([[[1., 0, 0]]]))[0, 0, 1:]
     assert np.linalg.norm(lab(after) - red) < 0.8 * np.linalg.norm(lab(before) - red)
     assert np.abs(_L(Image.fromarray(after)) - _L(Image.open(src))).max() < 1.0    # lightness still the input's
+
+
+def test_the_page_colourises_a_short_clip(server, tmp_path):
+    pytest.importorskip('av', reason="the [video] extra is not installed")
+    import av
+    import skimage.data
+    from gradio_client import Client, handle_file
+    from colourgan_fastai.clips import make_clip, write_clip
+    src = write_clip(make_clip(skimage.data.astronaut(), 'pan', n=8, size=(96, 64)), tmp_path / 'clip.mp4', codec='h264')
+    video, message = Client(server, verbose=False).predict(handle_file(str(src)), 32, True, api_name='/colourize_film')
+    path = video['video'] if isinstance(video, dict) else video
+    with av.open(str(path if isinstance(path, str) else path['path'])) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 8
+    assert 'Colourised clip.mp4' in message

@@ -53,13 +53,13 @@ def test_a_new_hinted_unet_predicts_what_the_hint_free_one_predicts(tiny_dls):
     plain = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False).model.eval()
     hinted = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, hints=True).model.eval()
     missing = hinted.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ['hint_conv.weight', 'hint_out.weight']
+    assert sorted(missing) == ['hint_conv.weight', 'hint_mid.weight', 'hint_out.weight']
     L_, ab = tiny_dls.one_batch()
     with torch.no_grad():
         assert torch.equal(hinted(L_, *sample_hints(ab)), plain(L_))
         assert torch.equal(hinted(L_), plain(L_))
         with pytest.raises(ValueError, match='trained without hints'): plain(L_, *sample_hints(ab))
-        for conv in (hinted.hint_conv, hinted.hint_out): torch.nn.init.normal_(conv.weight, std=0.5)
+        for conv in (hinted.hint_conv, hinted.hint_mid, hinted.hint_out): torch.nn.init.normal_(conv.weight, std=0.5)
         grey_hint = (torch.zeros_like(ab), torch.zeros_like(L_))
         grey_hint[1][..., 10:14, 10:14] = 1
         assert torch.equal(hinted(L_, torch.zeros_like(ab), torch.zeros_like(L_)), hinted(L_))   # no mask: no hint
@@ -78,7 +78,7 @@ def test_training_batches_get_hints_and_validation_gets_none_and_hinted_columns(
     assert any(isinstance(cb, HintSampler) for cb in learn.cbs)
     learn.fit(1, 3e-3, cbs=Spy())
     assert {n for t, n in seen if t} == {3} and {n for t, n in seen if not t} == {1}
-    assert learn.model.hint_conv.weight.abs().sum() > 0 and learn.model.hint_out.weight.abs().sum() > 0
+    assert all(getattr(learn.model, n).weight.abs().sum() > 0 for n in ('hint_conv', 'hint_mid', 'hint_out'))
     names = learn.recorder.metric_names
     assert 'psnr' in names and 'psnr_10hints' in names and 'delta_colourfulness_10hints' in names
     first, second = learn.validate(), learn.validate()

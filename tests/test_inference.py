@@ -121,7 +121,7 @@ def test_colourize_folder_never_touches_inputs(learn, tmp_path):
     res = colourize_folder(learn, src, inner, display=False)       # its own outputs are not inputs
     assert len(res['skipped']) == 3 and not res['failed']
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(ValueError, match='no image files'): colourize_folder(learn, tmp_path / 'empty', tmp_path / 'o')
+    with pytest.raises(ValueError, match='no image or film'): colourize_folder(learn, tmp_path / 'empty', tmp_path / 'o')
 
 
 def test_bad_model_files(tmp_path, tiny_dls):
@@ -137,7 +137,7 @@ def test_cli_colourize_and_onnx_export(model_file, tmp_path, capsys):
     src = _tree(tmp_path / 'in')
     assert main(['colourize', str(src), str(src / 'a.jpg'), '-o', str(tmp_path / 'out'), '--model', str(model_file)]) == 0
     assert (tmp_path / 'out' / 'in' / 'sub' / 'c.png').exists() and (tmp_path / 'out' / 'a.png').exists()
-    assert 'colourised 4 image(s)' in capsys.readouterr().out
+    assert 'colourised 4 file(s)' in capsys.readouterr().out
     assert main(['colourize', str(src), '-o', str(tmp_path / 'o2'), '--model', str(tmp_path / 'nope.pkl')]) == 2
     assert main(['colourize', str(src / 'a.jpg'), '-o', str(tmp_path / 'flip'), '--model', str(model_file),
                  '--flip-average']) == 0                  # the mean of the photo's and its mirror image's colours
@@ -183,3 +183,27 @@ def test_at_the_training_size_colourize_scores_what_the_models_forward_pass_scor
     f, p, g = scores(forward), scores(public), scores(fitted)
     assert p['psnr'] >= f['psnr'] - 0.1 and p['ssim'] >= f['ssim'] - 0.002 and abs(f['dcf'] - p['dcf']) <= 0.2, (f, p)
     assert abs(g['top1'] - p['top1']) <= 0.5, (g, p)        # 1 image of 200 (the judge sees the gamut fit's colours)
+
+
+def test_colourize_equals_a_float64_reference_of_the_same_steps_within_one_unit(model_file):
+    "The fast full-resolution path (tables, float32 in place) against the same steps done plainly in float64."
+    import torch.nn.functional as F
+    import skimage.data
+    from colourgan_fastai import colourize, load_colourizer
+    from colourgan_fastai.lab import lightness, lab_to_rgb_in_gamut, L_SCALE, L_SHIFT, AB_SCALE
+    learn = load_colourizer(model_file)
+    G = learn.model.eval()
+    G.set_prediction(chroma_gain=1.6)                     # more colour than it learnt: many pixels out of gamut
+    rgb = skimage.data.chelsea()                           # 451 x 300, 8-bit
+    H, W = rgb.shape[:2]
+    L64 = lightness(torch.from_numpy(rgb).permute(2, 0, 1).double() / 255)[0]
+    h, w = 32, 48                                          # the render shape colourize picks at 32 px
+    small = F.interpolate(L64[None, None], (h, w), mode='bilinear', antialias=True, align_corners=False)
+    with torch.no_grad():
+        x = F.pad((small / L_SCALE - L_SHIFT).float(), (8, 8, 8, 8), mode='reflect')
+        ab = G(x)[..., 8:8 + h, 8:8 + w].double()
+    ab = F.interpolate(ab, (H, W), mode='bilinear', align_corners=False)[0] * AB_SCALE
+    want = (lab_to_rgb_in_gamut(torch.cat([L64[None], ab])) * 255 + 0.5).floor().clamp(0, 255).permute(1, 2, 0)
+    got = torch.from_numpy(np.asarray(colourize(learn, rgb))).double()
+    assert (got - want).abs().max() <= 1
+    assert (got != want).double().mean() < 0.05

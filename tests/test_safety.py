@@ -71,10 +71,10 @@ def test_photos_with_no_or_unusual_extensions_are_colourised_and_other_files_rep
     # the command line says so too
     assert _cli(src, '-o', tmp_path / 'cli', model=model_file) == 0
     out = capsys.readouterr().out
-    assert 'colourised 3 image(s)' in out and 'left alone 2 file(s) that are not images' in out and 'notes.txt' in out
+    assert 'colourised 3 file(s)' in out and 'left alone 2 file(s) that are not images' in out and 'notes.txt' in out
     # a folder holding no image at all is an error that says what it did find
     only_text = tmp_path / 'docs'; only_text.mkdir(); (only_text / 'r.txt').write_text('x')
-    with pytest.raises(ValueError, match=r'no image files.*1 other file'): colourize_folder(learn, only_text, tmp_path / 'o')
+    with pytest.raises(ValueError, match=r'no image or film.*1 other file'): colourize_folder(learn, only_text, tmp_path / 'o')
     # a photo too large for Pillow's bomb check is still a photo (its refusal is reported), not one of the other files
     from colourgan_fastai.images import folder_images
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 500)                     # 50 x 40 px is now over twice the limit
@@ -203,5 +203,5 @@ def test_a_normal_cli_run_prints_no_warnings(model_file, tmp_path):
     _save(tmp_path / 'in' / 'a.jpg')
     r = subprocess.run([sys.executable, '-m', 'colourgan_fastai.cli', 'colourize', str(tmp_path / 'in'), '-o',
                         str(tmp_path / 'out'), '--model', str(model_file)], capture_output=True, text=True)
-    assert r.returncode == 0 and 'colourised 1 image(s)' in r.stdout
+    assert r.returncode == 0 and 'colourised 1 file(s)' in r.stdout
     assert 'Warning' not in r.stderr and 'warn' not in r.stderr.lower(), r.stderr

@@ -7,7 +7,8 @@ both on held-out images (CIFAR-10: the test set at 32 px; Imagenette: validation
 10 and 20 hints per image sampled from the truth (seeded, the same hints for every model): PSNR, SSIM,
 colourfulness, ΔCF and spurious-colour (blotch) pixels. Locality: one random hint per validation image; the mean
 change of ab (|Δab|, ab units) within 5 px of the point against the mean change in the half of the photo farther
-from it. Results go to <out>/results.json (a run already there is kept: the script resumes).
+from it. Results go to <out>/results.json (a run already there is kept: the script resumes), each model to
+<out>/<data set>_seed<n>_<plain|hints>.pkl.
 
     python examples/studies/hints/hints_study.py --data ../shared/data --out runs/hints_study
     python examples/studies/hints/report.py runs/hints_study/results.json     # table + curve
@@ -67,7 +68,7 @@ def locality(model, dl, seed=0, radius=5):
     return {'near': n, 'far': f, 'far_over_near': f / n}
 
 
-def run_one(name, data, seed, hints, weights):
+def run_one(name, data, seed, hints, weights, export=None):
     s = SETTINGS[name]
     torch.manual_seed(seed)
     dls = dls_for(name, data, seed)
@@ -79,6 +80,7 @@ def run_one(name, data, seed, hints, weights):
     res = {'train_s': train_s, 'n_train': len(dls.train_ds), 'n_valid': len(dls.valid_ds),
            'scores': {n: score(model, dls.valid, n) for n in (HINT_COUNTS if hints else (0,))}}
     if hints: res['locality'] = locality(model, dls.valid)
+    if export: learn.export(export)
     return res
 
 
@@ -99,7 +101,8 @@ def main():
                 key = f"{name}/seed{seed}/{'hints' if hints else 'plain'}"
                 if key in results: continue
                 print(f"== {key}", flush=True)
-                results[key] = {**run_one(name, a.data, seed, hints, a.weights), 'settings': SETTINGS[name]}
+                export = (out / f"{key.replace('/', '_')}.pkl").absolute()
+                results[key] = {**run_one(name, a.data, seed, hints, a.weights, export), 'settings': SETTINGS[name]}
                 print(json.dumps(results[key]), flush=True)
                 f.write_text(json.dumps(results, indent=1))
 
