@@ -3,6 +3,10 @@ and save a screenshot: images/app.png in the README comes from here. Uses Debian
 (`apt-get install chromium chromium-driver`) through selenium (the [browser] extra); nothing is downloaded.
 
     python examples/app_screenshot.py --model models/demo.pkl --photo my_photo.jpg --out images/app.png
+    python examples/app_screenshot.py --model models/hinted.pkl --photo p.jpg --hint 60 40 '#c03020' --out images/app_hints.png
+
+`--hint X Y COLOUR` drives the "Colour hints" tab instead: a click at (X, Y) of the photo, COLOUR typed into the
+picker.
 """
 import argparse
 import shutil
@@ -108,13 +112,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--model', required=True); p.add_argument('--photo', nargs='+', required=True)
     p.add_argument('--out', default='images/app.png')
+    p.add_argument('--hint', nargs=3, metavar=('X', 'Y', 'COLOUR'), help='the Colour hints tab: click at X, Y')
     a = p.parse_args(argv)
     from colourgan_fastai.app import build_app
     with tempfile.TemporaryDirectory() as tmp:
         demo = build_app(a.model, workdir=tmp)
         port = free_port()
         demo.launch(server_name='127.0.0.1', server_port=port, prevent_thread_lock=True, quiet=True)
-        try: print(drive(f'http://127.0.0.1:{port}/', [Path(x).resolve() for x in a.photo], a.out, Path(tmp) / 'profile'))
+        url, photos = f'http://127.0.0.1:{port}/', [Path(x).resolve() for x in a.photo]
+        try:
+            if a.hint:
+                at = (int(a.hint[0]), int(a.hint[1]))
+                print(drive_hints(url, photos[0], at, a.hint[2], a.out, Path(tmp) / 'profile')[2])
+            else: print(drive(url, photos, a.out, Path(tmp) / 'profile'))
         finally: demo.close()
 
 

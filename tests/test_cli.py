@@ -238,3 +238,18 @@ def test_imagenette_photo_colouriser_from_the_cli_colourizes_held_out_photos_at_
     assert g['colourfulness'] < 1 and g['spurious_colour'] == 0 and g['delta_colourfulness'] < -5   # grey: no colour
     assert m['colourfulness'] > g['colourfulness'] and 10 < m['psnr'] < 60 and 0 < m['ssim'] <= 1
     assert 'blotch pixels' in capsys.readouterr().out
+
+
+def test_train_with_hints_writes_a_model_that_takes_them_and_inits_from_a_hint_free_one(tmp_path, capsys):
+    from colourgan_fastai import load_colourizer
+    data = _noise_folder(tmp_path / 'imgs', 12)
+    base = ['train', '--data', str(data), '--arch', 'resnet20_cifar', '--size', '32', '--bs', '4', '--epochs', '1',
+            '--colour-epochs', '0', '--no-pretrained', '--no-calibrate']
+    assert main(base + ['--out', str(tmp_path / 'plain')]) == 0
+    assert main(base + ['--out', str(tmp_path / 'hinted'), '--hints', '--init', str(tmp_path / 'plain_unet.pth')]) == 0
+    out = capsys.readouterr().out
+    assert 'its U-Net took no hints, the hint input starts at zero' in out and 'psnr_10hints' in out
+    assert load_colourizer(tmp_path / 'hinted.pkl').model.takes_hints
+    assert not load_colourizer(tmp_path / 'plain.pkl').model.takes_hints
+    assert main(base + ['--out', str(tmp_path / 'again'), '--init', str(tmp_path / 'hinted.pth')]) != 0
+    assert 'was trained with hints: pass --hints' in capsys.readouterr().err
