@@ -180,14 +180,25 @@ def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
 
 def _fit_linear(L: Tensor, a: Tensor, b: Tensor, iters: int = 10) -> Tensor:
     """`_fit`'s search for out-of-gamut pixels (N,), done on linear light (sRGB's curve is monotonic, so the same
-    decisions without it): the largest chroma scale, by bisection, whose RGB needs no clipping -> linear RGB (3, N)."""
+    decisions without it): the largest chroma scale, by bisection, whose RGB needs no clipping -> linear RGB (3, N).
+    Y does not depend on the chroma: it is computed once, and each step recomputes X and Z only."""
+    W = _WHITE_D65.float()
+    M = _RGB_FROM_XYZ.float()
+    fy = (L + 16) / 116
+    Yc = _finv_(fy.clone())[None] * M[:, 1:2]                                          # Y's part of R, G, B
+    MX, MZ = M[:, :1] * W[0], M[:, 2:] * W[2]
+
+    def rgb_at(s):
+        X = _finv_(fy + a * s / 500)
+        Z = _finv_((fy - b * s / 200).clamp_(min=0))
+        return MX * X + Yc + MZ * Z
     lo, hi = torch.zeros_like(L), torch.ones_like(L)
     for _ in range(iters):
         mid = (lo + hi) / 2
-        rgb = _lab_to_linear_flat(L, a * mid, b * mid)
+        rgb = rgb_at(mid)
         good = (rgb.amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
         lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-    return _lab_to_linear_flat(L, a * lo, b * lo)
+    return rgb_at(lo)
 
 
 def lab_to_srgb8(L: Tensor, ab: Tensor, iters: int = 10) -> Tensor:
