@@ -10,7 +10,9 @@ import numpy as np
 
 
 def mean_over_seeds(results, name, kind):
-    runs = [v for k, v in results.items() if k.startswith(f'{name}/') and k.endswith(f'/{kind}')]
+    "Means over the seeds that have both a hint-free and a hinted run (so the two rows compare like with like)."
+    seeds = [k.split('/')[1] for k in results if k.startswith(f'{name}/') and k.endswith('/hints')]
+    runs = [v for k, v in results.items() if k.startswith(f'{name}/') and k.endswith(f'/{kind}') and k.split('/')[1] in seeds]
     counts = sorted({int(n) for r in runs for n in r['scores']})
     table = {n: {m: float(np.mean([r['scores'][str(n)][m] for r in runs])) for m in runs[0]['scores']['0']} for n in counts}
     return runs, table
