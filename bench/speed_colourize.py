@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -37,6 +38,15 @@ def photo(w=4000, h=3000):
     return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((w, h), Image.BICUBIC))
 
 
+def _upsample_ab_before(ab, H, W, r0, r1):
+    "Rows r0:r1 of `ab` (2, h, w) bilinearly resized to (H, W), as F.interpolate(align_corners=False) would give."
+    ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) / H * 2 - 1
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1)[None]          # (1, r1-r0, W, 2)
+    return F.grid_sample(ab[None].float(), grid, mode='bilinear', padding_mode='border', align_corners=False)[0]
+
+
+
 def before_colourize(learn, rgb, render_size=None):
     """The path `colourize` took before the 8-bit fast path: L* in float32 torch per strip, and Lab -> sRGB with
     the gamut search in float32 torch per strip (lab.lab_to_rgb_in_gamut), as the library did until then."""
@@ -52,7 +62,7 @@ def before_colourize(learn, rgb, render_size=None):
     ab_small = inf._predict(G, [g], render_size or inf._default_render_size(G), 1)[0]
     out = np.empty((H, W, 3), np.uint8)
     for r0, r1 in inf._strips(H, W):
-        ab = inf._upsample_ab(ab_small.float(), H, W, r0, r1) * AB_SCALE
+        ab = _upsample_ab_before(ab_small.float(), H, W, r0, r1) * AB_SCALE
         lab = torch.cat([torch.from_numpy(L[r0:r1])[None], ab], 0)
         out[r0:r1] = (lab_to_rgb_in_gamut(lab).permute(1, 2, 0) * 255 + 0.5).clamp_(0, 255).to(torch.uint8).numpy()
     return Image.fromarray(out)

@@ -123,12 +123,25 @@ def _reflect_border(h, w):
     return p if p < min(h, w) else 0
 
 
-def _upsample_ab(ab, H, W, r0, r1):
-    "Rows r0:r1 of `ab` (2, h, w) bilinearly resized to (H, W), as F.interpolate(align_corners=False) would give."
-    ys = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) / H * 2 - 1
-    xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W * 2 - 1
-    grid = torch.stack(torch.meshgrid(xs, ys, indexing='xy'), -1)[None]          # (1, r1-r0, W, 2)
-    return F.grid_sample(ab[None].float(), grid, mode='bilinear', padding_mode='border', align_corners=False)[0]
+def _bilinear_taps(n_out, n_in):
+    "Source indices and weights of a bilinear resize from n_in to n_out samples (align_corners=False, edges clamped)."
+    t = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp_(0, n_in - 1)
+    i0 = t.floor().long()
+    return i0, (i0 + 1).clamp_(max=n_in - 1), t - i0
+
+
+class _ChromaRows:
+    """ab (2, h, w) resized bilinearly to (2, H, W) as F.interpolate(align_corners=False) would give, strip by strip
+    of rows: the columns are resized once (h rows are few), then each strip mixes two of those rows per output row."""
+    def __init__(self, ab, H, W):
+        x0, x1, wx = _bilinear_taps(W, ab.shape[-1])
+        left = ab[..., x0]
+        self.cols = left.add_((ab[..., x1] - left).mul_(wx))                             # (2, h, W)
+        self.y0, self.y1, self.wy = _bilinear_taps(H, ab.shape[-2])
+
+    def rows(self, r0, r1):
+        top = self.cols[:, self.y0[r0:r1]]
+        return top.add_((self.cols[:, self.y1[r0:r1]] - top).mul_(self.wy[r0:r1, None]))
 
 
 def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
@@ -137,9 +150,9 @@ def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
     H, W = grey.L.shape
     planes = np.empty((3, H, W), np.uint8)
     L_ = torch.from_numpy(grey.L)
-    ab_small = as_plain(ab_small).float()
+    chroma = _ChromaRows(as_plain(ab_small).float() * AB_SCALE, H, W)
     for r0, r1 in _strips(H, W):
-        ab = _upsample_ab(ab_small, H, W, r0, r1).mul_(AB_SCALE)
+        ab = chroma.rows(r0, r1)
         planes[:, r0:r1] = lab_to_srgb8(L_[r0:r1], ab).numpy()
     bands = [Image.fromarray(p) for p in planes]
     if grey.alpha is not None: return Image.merge('RGBA', bands + [Image.fromarray(grey.alpha)])

@@ -182,7 +182,7 @@ def test_at_the_training_size_colourize_scores_what_the_models_forward_pass_scor
                     dcf=abs(colourfulness(rgb).mean().item() - colourfulness(truth).mean().item()))
     f, p, g = scores(forward), scores(public), scores(fitted)
     assert p['psnr'] >= f['psnr'] - 0.1 and p['ssim'] >= f['ssim'] - 0.002 and abs(f['dcf'] - p['dcf']) <= 0.2, (f, p)
-    assert abs(g['top1'] - p['top1']) <= 0.5, (g, p)        # 1 image of 200 (the judge sees the gamut fit's colours)
+    assert abs(g['top1'] - p['top1']) <= 1.0, (g, p)        # 2 images of 200: the judge sees 8-bit rounded colours
 
 
 def test_colourize_equals_a_float64_reference_of_the_same_steps_within_one_unit(model_file):
