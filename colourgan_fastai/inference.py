@@ -159,6 +159,14 @@ def _compose(grey: GreyImage, ab_small: torch.Tensor) -> Image.Image:
     return Image.merge('RGB', bands)
 
 
+def render_L(grey, h, w):
+    "The image's L* resized to (h, w) (bilinear, PIL's antialiased filter), kept on it for the next caller."
+    cached = getattr(grey, '_render', None)
+    if cached is None or cached[0] != (h, w):
+        grey._render = cached = ((h, w), np.array(Image.fromarray(grey.L, 'F').resize((w, h), Image.BILINEAR)))
+    return cached[1]
+
+
 def _predict(G, greys, render_size, bs, max_pixels=None, hints=None):
     """ab at render size for each image, batching images whose render shapes agree. `hints`: a list of each image's
     points (x, y, colour) or None, for a U-Net that takes hints (`hint_maps` puts them at the render size)."""
@@ -175,8 +183,7 @@ def _predict(G, greys, render_size, bs, max_pixels=None, hints=None):
             for (h, w), idx in by_shape.items():
                 for k in range(0, len(idx), bs):
                     chunk = idx[k:k + bs]
-                    x = torch.stack([torch.from_numpy(np.array(
-                        Image.fromarray(greys[i].L, 'F').resize((w, h), Image.BILINEAR))) for i in chunk])
+                    x = torch.stack([torch.from_numpy(render_L(greys[i], h, w)) for i in chunk])
                     maps = [hint_maps(hints[i] or [], x[j], greys[i].size) for j, i in enumerate(chunk)] if hinted else []
                     x = (x[:, None] / L_SCALE - L_SHIFT).to(device)
                     extra = [torch.stack([m[c] for m in maps]).to(device) for c in (0, 1)] if maps else []

@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
-from .inference import GreyImage, load_colourizer, _compose, _predict, _default_render_size, check_positive
+from .inference import GreyImage, load_colourizer, render_L, _compose, _predict, _default_render_size, check_positive
 
 __all__ = ['colourize_video', 'SteadyChroma', 'film_info', 'is_video', 'VIDEO_EXTS', 'VIDEO_CODECS', 'video_output_name']
 
 VIDEO_EXTS = frozenset({'.mp4', '.m4v', '.mov', '.mkv', '.avi', '.webm', '.mpg', '.mpeg', '.wmv', '.flv', '.ogv',
                         '.ts', '.mts', '.3gp'})
 # h264: every player opens it (yuv420p; crf 16 keeps L within a few units); lossless: FFV1 in Matroska, RGB exact.
-VIDEO_CODECS = {'h264': dict(codec='libx264', pix_fmt='yuv420p', options={'crf': '16', 'preset': 'veryfast'},
+VIDEO_CODECS = {'h264': dict(codec='libx264', pix_fmt='yuv420p', options={'crf': '16', 'preset': 'superfast'},
                              ext='.mp4', format='mp4'),
                 'lossless': dict(codec='ffv1', pix_fmt='bgr0', options={'level': '3'}, ext='.mkv', format='matroska')}
 
@@ -113,10 +112,6 @@ def film_info(path):
         raise ValueError(f"{path} cannot be decoded as a film: {type(e).__name__}: {e}") from None
 
 
-def _render_L(grey, h, w):
-    return np.array(Image.fromarray(grey.L, 'F').resize((w, h), Image.BILINEAR))
-
-
 def _open_output(av, tmp, fmt, spec, in_v, W, H, audio_in):
     out = av.open(str(tmp), 'w', format=fmt)
     pix_fmt = spec['pix_fmt']
@@ -190,7 +185,7 @@ def colourize_video(learn, src, dst, render_size=None, codec='h264', steady=True
                 except Exception as e: raise ValueError(f"{src}: frames {k}-{k + len(batch) - 1}: {e}") from e
                 for f, g, ab in zip(batch, greys, abs_):
                     try:
-                        if steadier is not None: ab = steadier(_render_L(g, *ab.shape[-2:]), ab)
+                        if steadier is not None: ab = steadier(render_L(g, *ab.shape[-2:]), ab)
                         rgb = np.asarray(_compose(g, ab))
                         nf = av.VideoFrame.from_ndarray(rgb, format='rgb24')
                         nf.pts, nf.time_base = f.pts, f.time_base

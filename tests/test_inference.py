@@ -181,8 +181,10 @@ def test_at_the_training_size_colourize_scores_what_the_models_forward_pass_scor
         return dict(psnr=psnr(rgb, truth).mean().item(), ssim=ssim(rgb, truth).mean().item(), top1=top1,
                     dcf=abs(colourfulness(rgb).mean().item() - colourfulness(truth).mean().item()))
     f, p, g = scores(forward), scores(public), scores(fitted)
-    assert p['psnr'] >= f['psnr'] - 0.1 and p['ssim'] >= f['ssim'] - 0.002 and abs(f['dcf'] - p['dcf']) <= 0.2, (f, p)
-    assert abs(g['top1'] - p['top1']) <= 1.0, (g, p)        # 2 images of 200: the judge sees 8-bit rounded colours
+    assert p['psnr'] >= f['psnr'] - 0.1 and p['ssim'] >= f['ssim'] - 0.002, (f, p)      # no worse than validation's
+    # the colour amount and the judge against the same gamut-fitted colours (validation clips RGB instead, which
+    # moves colourfulness by a few tenths on a vivid model): only 8-bit rounding may differ
+    assert abs(g['dcf'] - p['dcf']) <= 0.2 and abs(g['top1'] - p['top1']) <= 1.0, (g, p)
 
 
 def test_colourize_equals_a_float64_reference_of_the_same_steps_within_one_unit(model_file):
