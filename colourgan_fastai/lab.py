@@ -174,7 +174,8 @@ _LIN_LO, _LIN_HI = -7.7e-6, 1.00023                 # linear light whose sRGB li
 
 def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
     "Flat L*, a*, b* (N,) float32 -> linear-light RGB (3, N): branch-free companding and one 3x3 product."
-    f = torch.stack([(L + 16) / 116 + a / 500, (L + 16) / 116, ((L + 16) / 116 - b / 200).clamp_(min=0)])
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp_(min=0)])
     return torch.mm(_RGB_FROM_XYZ.float(), _finv_(f).mul_(_WHITE_D65.float()[:, None]))
 
 

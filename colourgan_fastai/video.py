@@ -100,16 +100,21 @@ class SteadyChroma:
         return torch.from_numpy(self.prev_ab.copy())
 
 
-def film_info(path):
-    "(width, height, seconds) of a film, from its header; a ValueError naming it where it cannot be read."
-    av = _av()
+def _open_film(path):
+    "(the opened container, its first video stream); a ValueError naming the file where it cannot be read."
     try:
-        with av.open(str(path)) as c:
-            v = c.streams.video[0]
-            secs = float(c.duration / 1e6) if c.duration else float((v.duration or 0) * (v.time_base or 0))
-            return v.codec_context.width, v.codec_context.height, secs
+        c = _av().open(str(path))
+        return c, c.streams.video[0]
     except Exception as e:
         raise ValueError(f"{path} cannot be decoded as a film: {type(e).__name__}: {e}") from None
+
+
+def film_info(path):
+    "(width, height, seconds) of a film, from its header; a ValueError naming it where it cannot be read."
+    c, v = _open_film(path)
+    with c:
+        secs = float(c.duration / 1e6) if c.duration else float((v.duration or 0) * (v.time_base or 0))
+        return v.codec_context.width, v.codec_context.height, secs
 
 
 def _open_output(av, tmp, fmt, spec, in_v, W, H, audio_in):
@@ -144,7 +149,7 @@ def colourize_video(learn, src, dst, render_size=None, codec='h264', steady=True
     audio are kept. The output appears under its name only when complete (a temporary file beside it until then);
     an existing output is kept unless `overwrite`; the input is never written. A film that cannot be decoded, or a
     frame that fails, raises a ValueError naming the file and the frame. Returns the output path."""
-    from .folders import TMP_SUFFIX, _umask                  # the folder job's atomic-write conventions
+    from .folders import TMP_SUFFIX, _umask, _remove_stale_tmp     # the folder job's atomic-write conventions
     av = _av(); _cv2()
     check_positive('bs', bs); check_positive('render_size', render_size, 8)
     src = Path(src)
@@ -158,13 +163,9 @@ def colourize_video(learn, src, dst, render_size=None, codec='h264', steady=True
     learn = load_colourizer(learn)
     G = get_model(learn.model)
     render_size = render_size or _default_render_size(G)
-    try:
-        inp = av.open(str(src))
-        in_v = inp.streams.video[0]
-    except Exception as e:
-        raise ValueError(f"{src} cannot be decoded as a film: {type(e).__name__}: {e}") from None
+    inp, in_v = _open_film(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    for t in dst.parent.glob(f'.{dst.name}.*{TMP_SUFFIX}'): t.unlink(missing_ok=True)     # a killed run's leftovers
+    _remove_stale_tmp(dst)                                               # a killed run's leftovers
     fd, tmp = tempfile.mkstemp(prefix=f'.{dst.name}.', suffix=TMP_SUFFIX, dir=dst.parent)
     os.close(fd)
     steadier = SteadyChroma() if steady else None
