@@ -66,7 +66,7 @@ class ColourLearner(Learner):
 def _unet_splitter(m):
     "Encoder (with the hint input, which belongs to the first layer) | decoder; every parameter in one of them."
     hint = params(m.hint_conv) if getattr(m, 'hint_conv', None) is not None else []
-    out = [p for n in ('hint_mid', 'hint_out') if getattr(m, n, None) is not None for p in params(getattr(m, n))]
+    out = [p for n in ('hint_mid', 'hint_up', 'hint_out') if getattr(m, n, None) is not None for p in params(getattr(m, n))]
     return [params(m[0]) + hint, params(m[1:]) + out]
 
 

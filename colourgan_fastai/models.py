@@ -1,6 +1,7 @@
 """The networks: the colour U-Net (generator, fastai's DynamicUnet from L to ab) and the conditional PatchGAN
 discriminator."""
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -8,6 +9,7 @@ from torch import nn
 from fastai.torch_core import get_model
 from fastai.vision.all import DynamicUnet
 from fastai.layers import MergeLayer
+from fastai.vision.models.unet import UnetBlock
 
 from .encoders import encoder_body
 
@@ -58,14 +60,15 @@ class ColourUnet(DynamicUnet):
     `hint_conv` shaped like the encoder's first one reads (hint_ab, mask) and adds to that first convolution's output,
     which is the first layer of a U-Net whose input is L, hint ab and mask. It starts at zero weight, so the new
     hinted U-Net predicts exactly what the hint-free one predicts; without hints (`forward(L)`) the mask is zero.
-    Two more zero-started convolutions add them deeper: `hint_mid` to the middle convolutions' output (the hints
-    pooled to that size: a hint can colour a whole thing) and `hint_out` to the full-resolution features of fastai's
-    last cross (where the U-Net concatenates L again: a hint acts right where it is put)."""
+    More zero-started convolutions add them deeper: `hint_mid` to the middle convolutions' output and `hint_up[i]` to
+    each decoder block's output (the hints pooled to that size: at every scale the decoder knows which colours were
+    asked for nearby, so a hint can colour a whole thing), and `hint_out` to the full-resolution features of
+    fastai's last cross (where the U-Net concatenates L again: a hint acts right where it is put)."""
     def __init__(self, encoder, img_size, n_out=2, y_range=(-1., 1.), channels_last=True, flip_average=False,
                  class_guidance=None, hints=False, **kwargs):
         super().__init__(encoder, n_out, img_size, y_range=y_range, **kwargs)
         if class_guidance: self.layers[3].append(ClassGuide(self.layers[3][-1][0].out_channels, int(class_guidance)))
-        self.hint_conv, self.hint_mid, self.hint_out, self._hints = None, None, None, None
+        self.hint_conv, self.hint_mid, self.hint_up, self.hint_out, self._hints = None, None, None, None, None
         if hints:
             first = next(m for m in self.layers[0].modules() if isinstance(m, nn.Conv2d))
             self.hint_conv = nn.Conv2d(3, first.out_channels, first.kernel_size, first.stride, first.padding,
@@ -78,8 +81,11 @@ class ColourUnet(DynamicUnet):
                 self.layers[at[-1]].register_forward_hook(self._add_hints_out)
             mid = [m for m in self.layers[3].modules() if isinstance(m, nn.Conv2d)][-1]   # the middle convolutions
             self.hint_mid = nn.Conv2d(3, mid.out_channels, 3, 1, 1, bias=False)
-            self.layers[3].register_forward_hook(self._add_hints_mid)
-            for c in (self.hint_conv, self.hint_mid, self.hint_out):
+            self.layers[3].register_forward_hook(partial(ColourUnet._add_pooled, self, self.hint_mid))
+            blocks = [m for m in self.layers if isinstance(m, UnetBlock)]
+            self.hint_up = nn.ModuleList(nn.Conv2d(3, b.conv2[0].out_channels, 3, 1, 1, bias=False) for b in blocks)
+            for b, c in zip(blocks, self.hint_up): b.register_forward_hook(partial(ColourUnet._add_pooled, self, c))
+            for c in (self.hint_conv, self.hint_mid, self.hint_out, *self.hint_up):
                 if c is not None: nn.init.zeros_(c.weight)
         self.img_size, self.n_out, self.channels_last, self.ab_range = tuple(img_size), n_out, channels_last, tuple(y_range)
         self.register_buffer('flip_average', torch.tensor(bool(flip_average)))
@@ -103,9 +109,9 @@ class ColourUnet(DynamicUnet):
     def _add_hints(self, module, inputs, out):
         return out if self._hints is None else out + self.hint_conv(self._hints).to(out.dtype)
 
-    def _add_hints_mid(self, module, inputs, out):
-        """The hints pooled to the middle features' size by the encoder's total stride (mean ab of the hinted pixels,
-        the mask's max), where a 3x3 convolution sees much of the picture: a hint can colour a whole thing."""
+    def _add_pooled(self, conv, module, inputs, out):
+        """`conv` of the hints pooled to the size of `module`'s output (mean ab of the hinted pixels, the mask's max),
+        added to it: in the middle a 3x3 convolution sees much of the picture, so a hint can colour a whole thing."""
         if self._hints is None: return out
         h = self._hints.float()
         k = max(1, round(int(h.shape[-1]) / int(out.shape[-1])))            # a constant in an ONNX trace
@@ -113,7 +119,7 @@ class ColourUnet(DynamicUnet):
         share = pool(h[:, 2:])
         pooled = torch.cat([pool(h[:, :2] * h[:, 2:]) / share.clamp_min(1e-6),
                             F.max_pool2d(h[:, 2:], k, k, ceil_mode=True)], 1)
-        return out + self.hint_mid(pooled.to(out.dtype))
+        return out + conv(pooled.to(out.dtype))
 
     def _add_hints_out(self, module, inputs, out):
         return out if self._hints is None else out + self.hint_out(self._hints).to(out.dtype)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
@@ -57,15 +58,20 @@ def video_output_name(path: Path, codec='h264') -> str:
 
 
 class SteadyChroma:
-    """Steady chroma over time, at the render size. Call it on each frame in order with the frame's L* (h, w) and
-    its predicted ab (2, h, w); it returns the ab to use. The previous output is warped to the new frame along
-    Farneback optical flow (from the new frame back to the old, on brightness-normalised L), and blended:
+    """Steady chroma over time. Call it on each frame in order with the frame's L* (h, w) and its predicted ab
+    (2, h', w'), at the render size or smaller (ab is resized to L's size: `scale` x the render size carries the
+    chroma on a finer grid, so slow motion does not make it swim between render pixels); it returns the ab to use:
+    on the first frame and the first of each new scene the prediction as it is (frame by frame's exactly), on the
+    others at L's size. First the chroma is fitted into the sRGB gamut at L* and at L* +- `margin` (as the full-resolution
+    step would, chroma shrunk, hue and L kept), so grain and brightness changes of a few L* units cannot push it out
+    of gamut and make it shimmer frame to frame. Then the previous output is warped to the new frame along Farneback
+    optical flow (from the new frame back to the old, on brightness-normalised L) and blended:
     ab = w * warped + (1 - w) * predicted, with w = `keep` where the warped old L* matches the new L* (within
     `reliable` L* units, falling off smoothly beyond) and 0 where it does not or where the point came from outside
     the frame. A frame whose median mismatch is over `cut` is a new scene: the prediction is taken as it is.
     `reset()` forgets the past (a new film)."""
-    def __init__(self, keep=0.95, reliable=8., cut=10.):
-        self.keep, self.reliable, self.cut = keep, reliable, cut
+    def __init__(self, keep=0.95, reliable=8., cut=10., margin=3., scale=2):
+        self.keep, self.reliable, self.cut, self.margin, self.scale = keep, reliable, cut, margin, int(scale)
         self.reset()
 
     def reset(self): self.prev_L, self.prev_ab, self.cuts = None, None, 0
@@ -75,12 +81,24 @@ class SteadyChroma:
         "L* with its mean and spread taken out: brightness flicker and fades are not motion."
         return (L - L.mean()) / (L.std() + 1e-3) * 20.
 
+    def _fitted(self, L, ab):
+        "ab (2, h, w) float32 resized to L's size and fitted into the gamut at L* and L* +- margin."
+        from .lab import fit_lab_in_gamut, AB_SCALE
+        ab = torch.as_tensor(ab).float()
+        if tuple(ab.shape[-2:]) != L.shape:
+            ab = F.interpolate(ab[None], size=L.shape, mode='bilinear', align_corners=False)[0]
+        Lt, ab = torch.from_numpy(L)[None], ab * AB_SCALE
+        for d in ((-self.margin, self.margin, 0.) if self.margin else (0.,)):
+            ab = fit_lab_in_gamut(torch.cat([(Lt + d).clamp(0, 100), ab]))[1:]
+        return (ab / AB_SCALE).numpy()
+
     def __call__(self, L, ab):
         cv2 = _cv2()
         L = np.ascontiguousarray(L, np.float32)
-        ab_np = ab.float().numpy() if torch.is_tensor(ab) else np.asarray(ab, np.float32)
+        ab_np = self._fitted(L, ab)
         n = self._norm(L)
-        if self.prev_L is None: out = ab_np
+        new_scene = self.prev_L is None
+        if new_scene: out = ab_np
         else:
             g8 = lambda a: np.clip(a * 2 + 128, 0, 255).astype(np.uint8)
             flow = cv2.calcOpticalFlowFarneback(g8(n), g8(self.prev_L), None, 0.5, 3, 9, 3, 5, 1.1, 0)
@@ -90,14 +108,14 @@ class SteadyChroma:
             warp = lambda a: cv2.remap(a, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             err = np.abs(warp(self.prev_L) - n)
             if np.median(err) > self.cut:
-                out = ab_np; self.cuts += 1
+                out, new_scene = ab_np, True; self.cuts += 1
             else:
                 inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
                 wgt = self.keep * np.exp(-(err / self.reliable) ** 2) * inside
                 carried = np.stack([warp(c) for c in self.prev_ab])
                 out = wgt * carried + (1 - wgt) * ab_np
         self.prev_L, self.prev_ab = n, out.astype(np.float32)
-        return torch.from_numpy(self.prev_ab.copy())
+        return torch.as_tensor(ab).float().clone() if new_scene else torch.from_numpy(self.prev_ab.copy())
 
 
 def _open_film(path):
@@ -186,7 +204,8 @@ def colourize_video(learn, src, dst, render_size=None, codec='h264', steady=True
                 except Exception as e: raise ValueError(f"{src}: frames {k}-{k + len(batch) - 1}: {e}") from e
                 for f, g, ab in zip(batch, greys, abs_):
                     try:
-                        if steadier is not None: ab = steadier(render_L(g, *ab.shape[-2:]), ab)
+                        if steadier is not None:
+                            ab = steadier(render_L(g, *(steadier.scale * d for d in ab.shape[-2:])), ab)
                         rgb = np.asarray(_compose(g, ab))
                         nf = av.VideoFrame.from_ndarray(rgb, format='rgb24')
                         nf.pts, nf.time_base = f.pts, f.time_base

@@ -8,8 +8,12 @@ classes of Imagenette's validation folder, at the size they are stored (160 px s
     python examples/photo_figure.py --model runs/encoder_transfer/imagenet_s42/final.pkl \\
         --photos ../shared/data/imagenette2-160/val --n 6 --out images/heldout_photos.png
 
-`--hints hints.json` (for a model trained with `--hints`) adds a panel to each photo: colourised with the points
-the file gives it (keys as in the figure's labels, e.g. "n03888257/ILSVRC2012_val_00001440"), the points drawn.
+`--hints hints.json` (for a model trained with `--hints`) draws the photos the file names instead (keys as in the
+figure's labels: "n03888257/ILSVRC2012_val_00001440" under --photos), each with one more panel: colourised with the
+points the file gives it, the points drawn. The README's hint row:
+
+    python examples/photo_figure.py --model models/photos.pkl --hints examples/heldout_hints.json \
+        --per-row 3 --out images/heldout_hints.png
 
 `--score` also scores the model on *every* photo under --photos as a user sees them: the whole photo at its stored
 resolution through `colourize`, against the original and against grey output (PSNR, SSIM, colourfulness and its
@@ -46,6 +50,15 @@ def pick_photos(folder, n, skip=0):
         photos = [files[i] for i in np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)]
     if len(photos) < n: raise SystemExit(f"only {len(photos)} photos (or classes) under {folder}, asked for {n}")
     return photos
+
+
+def named_photos(folder, hints):
+    "The photos under `folder` named by the keys of `hints` ('class/stem' or 'stem'), in the file's order."
+    by_label = {}
+    for f in find_images(folder): by_label.setdefault(f.parent.name + '/' + f.stem, f); by_label.setdefault(f.stem, f)
+    missing = [k for k in hints if k not in by_label]
+    if missing: raise SystemExit(f"no photo under {folder} for {', '.join(missing)}")
+    return [by_label[k] for k in hints]
 
 
 def score_photos(learn, files, bs=16):
@@ -87,11 +100,12 @@ def main(argv=None):
     p.add_argument('--score', action='store_true', help='also score the model on every photo under --photos')
     a = p.parse_args(argv)
     learn = load_colourizer(a.model)
-    files = [Path(f) for f in a.files] if a.files else pick_photos(a.photos, a.n, a.skip)
     hints = None
     if a.hints:
         from colourgan_fastai.hints import read_hints_file
         hints = read_hints_file(a.hints)
+    files = [Path(f) for f in a.files] if a.files else \
+        named_photos(a.photos, hints) if hints else pick_photos(a.photos, a.n, a.skip)
     path = comparison_figure(learn, {f.parent.name + '/' + f.stem if not a.files else f.stem: f for f in files},
                              a.out, per_row=a.per_row, hints=hints)
     print(f"wrote {path}: {len(files)} photos at full resolution")

@@ -1,6 +1,7 @@
 """Colour hints: a hinted U-Net (L + hint ab + mask), hints sampled from the truth for training, hinted metric
 columns, and a person's points in colourize, the folder job, the command line and ONNX."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,13 +54,16 @@ def test_a_new_hinted_unet_predicts_what_the_hint_free_one_predicts(tiny_dls):
     plain = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False).model.eval()
     hinted = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, hints=True).model.eval()
     missing = hinted.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ['hint_conv.weight', 'hint_mid.weight', 'hint_out.weight']
+    n_blocks = sum(type(m).__name__ == 'UnetBlock' for m in hinted.layers)
+    assert sorted(missing) == ['hint_conv.weight', 'hint_mid.weight', 'hint_out.weight'] + \
+        [f'hint_up.{i}.weight' for i in range(n_blocks)]
     L_, ab = tiny_dls.one_batch()
     with torch.no_grad():
         assert torch.equal(hinted(L_, *sample_hints(ab)), plain(L_))
         assert torch.equal(hinted(L_), plain(L_))
         with pytest.raises(ValueError, match='trained without hints'): plain(L_, *sample_hints(ab))
-        for conv in (hinted.hint_conv, hinted.hint_mid, hinted.hint_out): torch.nn.init.normal_(conv.weight, std=0.5)
+        for conv in (hinted.hint_conv, hinted.hint_mid, hinted.hint_out, *hinted.hint_up):
+            torch.nn.init.normal_(conv.weight, std=0.5)
         grey_hint = (torch.zeros_like(ab), torch.zeros_like(L_))
         grey_hint[1][..., 10:14, 10:14] = 1
         assert torch.equal(hinted(L_, torch.zeros_like(ab), torch.zeros_like(L_)), hinted(L_))   # no mask: no hint
@@ -78,7 +82,8 @@ def test_training_batches_get_hints_and_validation_gets_none_and_hinted_columns(
     assert any(isinstance(cb, HintSampler) for cb in learn.cbs)
     learn.fit(1, 3e-3, cbs=Spy())
     assert {n for t, n in seen if t} == {3} and {n for t, n in seen if not t} == {1}
-    assert all(getattr(learn.model, n).weight.abs().sum() > 0 for n in ('hint_conv', 'hint_mid', 'hint_out'))
+    m = learn.model
+    assert all(c.weight.abs().sum() > 0 for c in (m.hint_conv, m.hint_mid, m.hint_out, *m.hint_up))   # all trained
     names = learn.recorder.metric_names
     assert 'psnr' in names and 'psnr_10hints' in names and 'delta_colourfulness_10hints' in names
     first, second = learn.validate(), learn.validate()
@@ -190,3 +195,19 @@ def test_the_photo_figure_gains_a_panel_with_the_hints_drawn(hint_model_file, tm
     grey = _grey_of(np.asarray(Image.open(photos['cat'])))               # the figure colourises the grey print
     want = np.asarray(colourize(learn, grey, hints=[(40, 30, '#ff0000')]))
     assert np.array_equal(panel[:, 100:], want[:, 100:])                 # away from the marker: the hinted result
+
+
+def test_the_photo_figure_script_draws_the_photos_a_hints_file_names(hint_model_file, tmp_path):
+    import runpy
+    main = runpy.run_path(str(Path(__file__).parents[1] / 'examples/photo_figure.py'), run_name='x')['main']
+    cat = Image.open(_cat(tmp_path))
+    (tmp_path / 'photos/cls').mkdir(parents=True)
+    for name in ('a', 'b', 'c'): cat.save(tmp_path / f'photos/cls/{name}.png')
+    spec = tmp_path / 'hints.json'
+    spec.write_text(json.dumps({'cls/b': [[40, 30, '#ff0000']]}))
+    out = main(['--model', str(hint_model_file), '--photos', str(tmp_path / 'photos'), '--hints', str(spec),
+                '--out', str(tmp_path / 'fig.png')])
+    assert Image.open(out).size[0] == 4 * 160 + 3 * 6                    # only the named photo, with its hint panel
+    spec.write_text(json.dumps({'cls/zzz': [[40, 30, '#ff0000']]}))
+    with pytest.raises(SystemExit, match='cls/zzz'):
+        main(['--model', str(hint_model_file), '--photos', str(tmp_path / 'photos'), '--hints', str(spec)])

@@ -43,19 +43,19 @@ def _with_audio(path, n=12, fps=12, size=(96, 72)):
     return clip
 
 
-def test_steady_colours_cut_flicker_keep_quality_and_restart_at_a_cut(tiny_dls, tmp_path):
+def test_steady_colours_halve_flicker_under_grain_keep_quality_and_restart_at_a_cut(tiny_dls, tmp_path):
     from colourgan_fastai import colour_learner
     torch.manual_seed(0)                              # an untrained U-Net: the same colouriser on every run
     model_file = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False)
     T = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
-    for kind in ('pan', 'cut'):
+    for kind in ('pan', 'cut', 'still'):                      # grain and brightness flicker on each
         clip = make_clip(PHOTOS, kind, n=16, size=(128, 96), grain=3, flicker=0.03)
         src = write_clip(clip, tmp_path / f'{kind}.mkv')
         runs = {s: _frames(colourize_video(model_file, src, tmp_path / f'{kind}_{s}.mkv', codec='lossless', steady=s,
                                            display=False)) for s in (False, True)}
         assert len(runs[True]) == len(clip)
         fl = {s: np.mean([v for v in flicker(f, clip) if v is not None]) for s, f in runs.items()}
-        assert fl[True] < 0.7 * fl[False], fl                              # steadier along the motion
+        assert fl[True] < 0.5 * fl[False], (kind, fl)                      # at most half the flicker along the motion
         truth = [clip.frame(t) for t in range(len(clip))]
         q = {s: np.mean([psnr(T(a), T(b)).item() for a, b in zip(f, truth)]) for s, f in runs.items()}
         assert q[True] > q[False] - 0.2                                    # and no worse per frame

@@ -40,6 +40,25 @@ def scores(frames, clip):
             'delta_cf': float(abs(cf(frames) - cf(truth)))}
 
 
+def steady_floor(frames, clip):
+    """The frames a perfectly steady colouriser would give: frame-by-frame `frames`' first chroma carried along the
+    true motion for as long as a pixel stays in view (a new pixel takes its frame's own chroma), put on each frame's
+    lightness and written as 8-bit RGB. Its flicker is what 8-bit output and the measure's own resampling leave: no
+    steadying can go below it."""
+    import cv2
+    from colourgan_fastai.lab import lab_to_srgb8, rgb_to_lab
+    out, carried = [], None
+    for t, rgb in enumerate(frames):
+        lab = rgb_to_lab(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255).numpy()
+        if carried is None or t in clip.cuts: carried = lab[1:]
+        else:
+            qx, qy, inview = clip.previous_position(t)
+            warped = np.stack([cv2.remap(c, qx, qy, cv2.INTER_LINEAR) for c in carried])
+            carried = np.where(inview, warped, lab[1:])
+        out.append(lab_to_srgb8(torch.from_numpy(lab[0]), torch.from_numpy(carried)).permute(1, 2, 0).numpy())
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--model', required=True); p.add_argument('--out', default='runs/films.json')
@@ -59,13 +78,15 @@ def main():
                                                      steady=s, overwrite=True, display=False)) for s in (False, True)}
                 r = {('steady' if s else 'frame_by_frame'): scores(f, clip) for s, f in runs.items()}
                 r['flicker_ratio'] = r['steady']['flicker'] / max(r['frame_by_frame']['flicker'], 1e-9)
+                r['steady_floor'] = float(np.mean([v for v in flicker(steady_floor(runs[False], clip), clip)
+                                                   if v is not None]))
                 if clip.cuts:
                     k = min(clip.cuts)
                     r['cut_max_ab_diff'] = float(np.abs(frame_ab(runs[True][k]) - frame_ab(runs[False][k])).max())
                 res[name] = r
                 if name == 'pan+grain+flicker': keep = dict(runs=runs, clip=clip, r=r)
                 print(f"{name:22} flicker {r['frame_by_frame']['flicker']:.3f} -> {r['steady']['flicker']:.3f} "
-                      f"({r['flicker_ratio']:.2f}x)  PSNR {r['steady']['psnr'] - r['frame_by_frame']['psnr']:+.3f} dB  "
+                      f"({r['flicker_ratio']:.2f}x, perfectly steady {r['steady_floor']:.3f})  PSNR {r['steady']['psnr'] - r['frame_by_frame']['psnr']:+.3f} dB  "
                       f"SSIM {r['steady']['ssim'] - r['frame_by_frame']['ssim']:+.4f}  ΔCF {r['frame_by_frame']['delta_cf']:.2f}"
                       f" -> {r['steady']['delta_cf']:.2f}" + (f"  cut: max |Δab| {r['cut_max_ab_diff']:.2f}" if clip.cuts else ''))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Colour hints, measured: does a hinted U-Net cost anything without hints, how much do hints help, do they act
 where they are put, and what do they cost in training time?
 
-For each data set and seed it trains two U-Nets at the same budget (ResNet-20 CIFAR encoder, L1, one-cycle),
+For each data set and seed it trains two U-Nets at the same budget (L1, one-cycle; the ResNet-20 CIFAR encoder, and for photos also the photo colouriser's ImageNet MobileNetV2),
 one without hints and one with `hints=True` (training hints sampled from the truth by `HintSampler`), and scores
 both on held-out images (CIFAR-10: the test set at 32 px; Imagenette: validation photos at 96 px) with 0, 1, 2, 5,
 10 and 20 hints per image sampled from the truth (seeded, the same hints for every model): PSNR, SSIM,
@@ -26,8 +26,10 @@ from colourgan_fastai.metrics import PSNR, SSIM, Colourfulness, DeltaColourfulne
 
 HINT_COUNTS = (0, 1, 2, 5, 10, 20)
 SETTINGS = {   # the training budget, the same for the hint-free and the hinted U-Net
-    'cifar10': dict(size=32, bs=64, n_train=8000, n_valid=None, epochs=3, lr=2e-3),
-    'imagenette': dict(size=96, bs=32, n_train=2000, n_valid=500, epochs=3, lr=2e-3),
+    'cifar10': dict(size=32, bs=64, n_train=8000, n_valid=None, epochs=3, lr=2e-3, encoder='resnet20'),
+    'imagenette': dict(size=96, bs=32, n_train=2000, n_valid=500, epochs=3, lr=2e-3, encoder='resnet20'),
+    # the photo colouriser's own encoder (ImageNet MobileNetV2, stride 32: its middle sees the whole photo)
+    'imagenette_mobilenet': dict(size=96, bs=32, n_train=2000, n_valid=500, epochs=3, lr=2e-3, encoder='mobilenet_v2'),
 }
 
 
@@ -72,7 +74,9 @@ def run_one(name, data, seed, hints, weights, export=None):
     s = SETTINGS[name]
     torch.manual_seed(seed)
     dls = dls_for(name, data, seed)
-    learn = colour_learner(dls, arch=resnet20_cifar(weights), hints=hints)
+    arch = (dict(arch=resnet20_cifar(weights['resnet20'])) if s['encoder'] == 'resnet20' else
+            dict(arch=s['encoder'], weights=weights[s['encoder']]))
+    learn = colour_learner(dls, hints=hints, **arch)
     t = time.perf_counter()
     learn.fit_one_cycle(s['epochs'], s['lr'])
     train_s = time.perf_counter() - t
@@ -88,11 +92,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--data', default='../shared/data', help='the folder holding cifar10/ and imagenette2-160/')
     p.add_argument('--weights', default='../shared/weights/resnet20-12fca82f.th', help='the ResNet-20 encoder')
+    p.add_argument('--mobilenet-weights', default='../shared/weights/mobilenet_v2_imagenet.pth',
+                   help='the ImageNet MobileNetV2 encoder (the photo colouriser\'s)')
     p.add_argument('--out', default='runs/hints_study')
     p.add_argument('--datasets', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     a = p.parse_args()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    weights = {'resnet20': a.weights, 'mobilenet_v2': a.mobilenet_weights}
     f = out / 'results.json'
     results = json.loads(f.read_text()) if f.exists() else {}
     for name in a.datasets:
@@ -102,7 +109,7 @@ def main():
                 if key in results: continue
                 print(f"== {key}", flush=True)
                 export = (out / f"{key.replace('/', '_')}.pkl").absolute()
-                results[key] = {**run_one(name, a.data, seed, hints, a.weights, export), 'settings': SETTINGS[name]}
+                results[key] = {**run_one(name, a.data, seed, hints, weights, export), 'settings': SETTINGS[name]}
                 print(json.dumps(results[key]), flush=True)
                 f.write_text(json.dumps(results, indent=1))
 
