@@ -91,15 +91,22 @@ def _film(path, w, h, n, fps=24):
     return write_clip(make_clip(big, 'pan', n=n, size=(w, h), grain=3, flicker=0.02), path, fps, codec='h264')
 
 
-def bench_video(model, n=48):
+def bench_video(model, n=48, rounds=3):
+    """Frames per second at 720p with the default settings (steadied), and frame by frame for comparison: medians
+    of `rounds` interleaved runs."""
     from colourgan_fastai import colourize_video
+    times = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
         src = _film(Path(tmp) / 'pan720.mp4', 1280, 720, n)
         colourize_video(model, src, Path(tmp) / 'warm.mp4', display=False)                # warm-up
-        t = time.perf_counter()
-        colourize_video(model, src, Path(tmp) / 'out.mp4', display=False)
-        dt = time.perf_counter() - t
-    return {'frames': n, 'size': '1280x720', 'fps': n / dt, 'seconds': dt}
+        for _ in range(rounds):
+            for steady in (True, False):
+                t = time.perf_counter()
+                colourize_video(model, src, Path(tmp) / 'out.mp4', steady=steady, overwrite=True, display=False)
+                times[steady].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {'frames': n, 'size': '1280x720', 'fps': n / med[True], 'seconds': med[True],
+            'fps_frame_by_frame': n / med[False], 'rounds': rounds}
 
 
 def _peak_worker(model, n):
@@ -137,8 +144,9 @@ def main(argv=None):
         print(f"colourize, {r['megapixels']:.0f} MP photo: {r['s_per_mp_before']:.3f} s/MP before, {r['s_per_mp_now']:.3f} "
               f"s/MP now ({r['speedup']:.2f}x; medians of {r['rounds']}); outputs differ by at most {r['max_diff_8bit']}")
     if 'video' in a.only:
-        r = res['video'] = bench_video(a.model, a.frames)
-        print(f"colourize_video, {r['size']}, {r['frames']} frames, default settings: {r['fps']:.2f} frames/s")
+        r = res['video'] = bench_video(a.model, a.frames, min(a.rounds, 3))
+        print(f"colourize_video, {r['size']}, {r['frames']} frames, default settings (steadied): {r['fps']:.2f} frames/s; "
+              f"frame by frame {r['fps_frame_by_frame']:.2f} (medians of {r['rounds']})")
     if 'memory' in a.only:
         r = res['memory'] = bench_memory(a.model)
         print("colourize_video at 1920x1080, peak memory: " + ', '.join(f"{x['frames']} frames {x['peak_mb']:.0f} MB" for x in r))
