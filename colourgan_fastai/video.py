@@ -74,7 +74,7 @@ class SteadyChroma:
         self.keep, self.reliable, self.cut, self.margin, self.scale = keep, reliable, cut, margin, int(scale)
         self.reset()
 
-    def reset(self): self.prev_L, self.prev_ab, self.cuts = None, None, 0
+    def reset(self): self.prev_L, self.prev_small, self.prev_ab, self.cuts = None, None, None, 0
 
     @staticmethod
     def _norm(L):
@@ -82,27 +82,27 @@ class SteadyChroma:
         return (L - L.mean()) / (L.std() + 1e-3) * 20.
 
     def _fitted(self, L, ab):
-        "ab (2, h, w) float32 resized to L's size and fitted into the gamut at L* and L* +- margin."
-        from .lab import fit_lab_in_gamut, AB_SCALE
+        "ab (2, h, w) resized to L's size and fitted into the gamut at L* and L* +- margin (`lab.fit_ab_for_lightness`)."
+        from .lab import fit_ab_for_lightness, AB_SCALE
         ab = torch.as_tensor(ab).float()
         if tuple(ab.shape[-2:]) != L.shape:
             ab = F.interpolate(ab[None], size=L.shape, mode='bilinear', align_corners=False)[0]
-        Lt, ab = torch.from_numpy(L)[None], ab * AB_SCALE
-        for d in ((-self.margin, self.margin, 0.) if self.margin else (0.,)):
-            ab = fit_lab_in_gamut(torch.cat([(Lt + d).clamp(0, 100), ab]))[1:]
-        return (ab / AB_SCALE).numpy()
+        return (fit_ab_for_lightness(torch.from_numpy(L), ab * AB_SCALE, self.margin, iters=6) / AB_SCALE).numpy()
 
     def __call__(self, L, ab):
         cv2 = _cv2()
         L = np.ascontiguousarray(L, np.float32)
         ab_np = self._fitted(L, ab)
         n = self._norm(L)
+        h, w = L.shape
+        k = self.scale if h % self.scale == 0 and w % self.scale == 0 else 1
+        g8 = lambda a: np.clip(a * 2 + 128, 0, 255).astype(np.uint8)
+        small = g8(n if k == 1 else cv2.resize(n, (w // k, h // k), interpolation=cv2.INTER_AREA))
         new_scene = self.prev_L is None
         if new_scene: out = ab_np
-        else:
-            g8 = lambda a: np.clip(a * 2 + 128, 0, 255).astype(np.uint8)
-            flow = cv2.calcOpticalFlowFarneback(g8(n), g8(self.prev_L), None, 0.5, 3, 9, 3, 5, 1.1, 0)
-            h, w = L.shape
+        else:                              # the flow at the render size is as good (docs/experiments/films.md)
+            flow = cv2.calcOpticalFlowFarneback(small, self.prev_small, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+            if k > 1: flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * k
             gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
             mx, my = gx + flow[..., 0], gy + flow[..., 1]
             warp = lambda a: cv2.remap(a, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -114,7 +114,7 @@ class SteadyChroma:
                 wgt = self.keep * np.exp(-(err / self.reliable) ** 2) * inside
                 carried = np.stack([warp(c) for c in self.prev_ab])
                 out = wgt * carried + (1 - wgt) * ab_np
-        self.prev_L, self.prev_ab = n, out.astype(np.float32)
+        self.prev_L, self.prev_small, self.prev_ab = n, small, out.astype(np.float32)
         return torch.as_tensor(ab).float().clone() if new_scene else torch.from_numpy(self.prev_ab.copy())
 
 

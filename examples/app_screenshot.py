@@ -12,7 +12,10 @@ import argparse
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
+
+from PIL import Image
 
 CHROMIUM_FLAGS = ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync')
@@ -44,14 +47,14 @@ def _fetch_png(href):
     import io
     import urllib.request
     import numpy as np
-    from PIL import Image
     with urllib.request.urlopen(href) as r: return np.asarray(Image.open(io.BytesIO(r.read())).convert('RGB'))
 
 
-def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 1000)):
+def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 1000), timings=None):
     """The 'Colour hints' tab as a person uses it: upload `photo`, click it at `at` (x, y in the photo's pixels),
     type `colour` ('#rrggbb') into the colour picker, wait for the new result, save a screenshot at `out`.
-    Returns (the download before the colour was picked, after it, the page's message, the picker's starting colour)."""
+    Returns (the download before the colour was picked, after it, the page's message, the picker's starting colour).
+    `timings` (a dict) gets the seconds from the click, and from the colour's Enter, to the new result's link."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -59,7 +62,7 @@ def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 10
     drv = _chromium(profile, size)
     try:
         drv.get(url)
-        wait = WebDriverWait(drv, timeout)
+        wait = WebDriverWait(drv, timeout, poll_frequency=0.02)
         tab = wait.until(lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, 'button[role=tab]') if 'hints' in t.text])
         tab[0].click()
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#hint_photo input[type=file]')).send_keys(str(photo))
@@ -70,16 +73,19 @@ def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 10
         w, h = int(img.get_attribute('naturalWidth')), int(img.get_attribute('naturalHeight'))
         sx, sy = img.size['width'] / w, img.size['height'] / h
         dx, dy = (at[0] + 0.5) * sx - img.size['width'] / 2, (at[1] + 0.5) * sy - img.size['height'] / 2
+        t0 = time.perf_counter()
         ActionChains(drv).move_to_element_with_offset(img, dx, dy).click().perform()
         wait.until(lambda d: '1 hint' in d.find_element(By.ID, 'hint_message').text)
         clicked = wait.until(lambda d: (h := link(d).get_attribute('href')) != first and h)
+        t_click = time.perf_counter() - t0
         drv.find_element(By.CSS_SELECTOR, '#hint_colour button.dialog-button').click()
         box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#hint_colour input[type=text]'))
         start = box.get_attribute('value')
-        box.send_keys(Keys.CONTROL, 'a'); box.send_keys(colour, Keys.ENTER)
+        box.send_keys(Keys.CONTROL, 'a'); box.send_keys(colour); t0 = time.perf_counter(); box.send_keys(Keys.ENTER)
         chosen = lambda d: d.find_element(By.CSS_SELECTOR, '#hint_points input').get_attribute('value').lower()
         wait.until(lambda d: colour.lower() in chosen(d))
         after = wait.until(lambda d: (h := link(d).get_attribute('href')) != clicked and h)
+        if timings is not None: timings.update(click=t_click, colour=time.perf_counter() - t0)
         drv.find_element(By.TAG_NAME, 'h1').click()                      # close the picker for the screenshot
         drv.save_screenshot(str(out))
         return before, _fetch_png(after), drv.find_element(By.ID, 'hint_message').text, start
@@ -123,7 +129,11 @@ def main(argv=None):
         try:
             if a.hint:
                 at = (int(a.hint[0]), int(a.hint[1]))
-                print(drive_hints(url, photos[0], at, a.hint[2], a.out, Path(tmp) / 'profile')[2])
+                t = {}
+                print(drive_hints(url, photos[0], at, a.hint[2], a.out, Path(tmp) / 'profile', timings=t)[2])
+                w, h = Image.open(photos[0]).size
+                print(f"{w} x {h} photo ({w * h / 1e6:.2f} MP): the page's new result {t['click']:.2f} s after the "
+                      f"click, {t['colour']:.2f} s after the colour was entered")
             else: print(drive(url, photos, a.out, Path(tmp) / 'profile'))
         finally: demo.close()
 

@@ -101,3 +101,19 @@ def test_the_8bit_fast_paths_match_the_float64_maths():
     # float32 against float64 can flip one bisection step for a colour that sits on a step's boundary: 2 of these
     # 120,000 extreme colours (the float32 path this replaced: 1); photos stay within one unit (test_inference)
     assert (d > 1).sum() <= 3 and d.max() <= 3
+
+
+def test_chroma_fitted_for_a_lightness_band_stays_in_gamut_across_it_with_hue_kept():
+    from colourgan_fastai.lab import fit_ab_for_lightness
+    g = torch.Generator().manual_seed(0)
+    L = torch.rand(64, 64, generator=g) * 100
+    ab = (torch.rand(2, 64, 64, generator=g) - 0.5) * 160
+    out = fit_ab_for_lightness(L, ab, margin=3.)
+    for d in (-3., -1.5, 0., 1.5, 3.):                           # anywhere in the band: no clipping needed
+        rgb = lab_to_rgb(torch.cat([(L + d).clamp(0, 100)[None], out]))
+        assert rgb.min() > -1e-3 and rgb.max() < 1 + 1e-3
+    scale = out.norm(dim=0) / ab.norm(dim=0)
+    assert torch.allclose(out, ab * scale, atol=1e-4)             # only the chroma shrinks: hue kept
+    mid = 20 + L * 0.6                                              # L* 20-80: faint colours there are in gamut
+    assert torch.equal(fit_ab_for_lightness(mid, ab * 0.05, margin=3.), ab * 0.05)    # and are left alone
+    assert (scale < 0.99).float().mean() > 0.3                   # and these vivid ones were really moved

@@ -1,11 +1,13 @@
 """What do hints cost in training time? The same training batches, with and without hints, timed side by side.
 
-Two U-Nets from the same initial weights (ResNet-20 CIFAR encoder), one hint-free and one with `hints=True` (its
+Two U-Nets from the same initial weights (--arch: the ResNet-20 CIFAR encoder, or mobilenet_v2, the photo
+colouriser's), one hint-free and one with `hints=True` (its
 HintSampler samples hints for every training batch), each trained for one epoch over the same crops of the
 embedded photos, alternating, --rounds times after a warm-up; prints the median seconds per epoch of each and
 their ratio, for 32 px (bs 64) and 64 px (bs 32).
 
     python examples/studies/hints/cost.py --rounds 5
+    python examples/studies/hints/cost.py --rounds 5 --arch mobilenet_v2 --sizes 64
 """
 import argparse
 import platform
@@ -27,6 +29,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--rounds', type=int, default=5)
     p.add_argument('--sizes', type=int, nargs='+', default=[32, 64], help='image sizes (the embedded photos: <= 64)')
+    p.add_argument('--arch', default='resnet20_cifar', choices=['resnet20_cifar', 'mobilenet_v2'])
     a = p.parse_args()
     torch.set_num_threads(2)
     print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -36,15 +39,15 @@ def main():
         dls = sample_photos_dls(size=size, n=int(n / 0.8) + 1, bs=bs, cache=True)
         dls.valid = dls.valid.new(dls.valid.dataset[:bs])            # one validation batch: the training is timed
         torch.manual_seed(0)
-        plain = colour_learner(dls, 'resnet20_cifar', pretrained=False)
-        hinted = colour_learner(dls, 'resnet20_cifar', pretrained=False, hints=True)
+        plain = colour_learner(dls, a.arch, pretrained=False)
+        hinted = colour_learner(dls, a.arch, pretrained=False, hints=True)
         hinted.model.load_state_dict(plain.model.state_dict(), strict=False)
         timed_fit(plain); timed_fit(hinted)                            # warm-up
         times = {'plain': [], 'hints': []}
         for _ in range(a.rounds):
             times['plain'].append(timed_fit(plain)); times['hints'].append(timed_fit(hinted))
         m = {k: statistics.median(v) for k, v in times.items()}
-        print(f"{size} px, bs {bs}, {len(dls.train)} batches: without hints {m['plain']:.2f} s, with hints "
+        print(f"{a.arch}, {size} px, bs {bs}, {len(dls.train)} batches: without hints {m['plain']:.2f} s, with hints "
               f"{m['hints']:.2f} s per epoch (medians of {a.rounds}): ratio {m['hints'] / m['plain']:.3f}")
 
 

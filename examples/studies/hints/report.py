@@ -24,7 +24,7 @@ def main():
     a = p.parse_args()
     results = json.loads(Path(a.results).read_text())
     curves = {}
-    for name in ('cifar10', 'imagenette'):
+    for name in ('cifar10', 'imagenette', 'imagenette_mobilenet'):
         plain, pt = mean_over_seeds(results, name, 'plain')
         hinted, ht = mean_over_seeds(results, name, 'hints')
         if not plain or not hinted: continue
@@ -35,7 +35,7 @@ def main():
         print(f"| hint-free | 0 | {fmt(pt[0])} |")
         for n, m in ht.items(): print(f"| hinted | {n} | {fmt(m)} |")
         for k, r in sorted(results.items()):
-            if k.startswith(name + '/'):
+            if k.split('/')[0] == name:
                 s = r['scores']
                 extra = f", 10 hints {s['10']['psnr'] - s['0']['psnr']:+.2f} dB, far/near {r['locality']['far_over_near']:.3f}" \
                     if 'locality' in r else ''
@@ -52,7 +52,9 @@ def main():
             ax.plot(list(c), list(c.values()), 'o-', label='hinted U-Net')
             ax.axhline(base, color='grey', ls='--', label='hint-free U-Net (no hints)')
             ax.set_xlabel('hints per image (sampled from the truth)'); ax.set_ylabel('PSNR (dB)')
-            ax.set_title({'cifar10': 'CIFAR-10 test set, 32 px', 'imagenette': 'Imagenette validation, 96 px'}[name])
+            ax.set_title({'cifar10': 'CIFAR-10 test set, 32 px (ResNet-20)',
+                          'imagenette': 'Imagenette validation, 96 px (ResNet-20)',
+                          'imagenette_mobilenet': 'Imagenette validation, 96 px (MobileNetV2)'}[name])
             ax.legend(); ax.grid(alpha=0.3)
         fig.tight_layout(); fig.savefig(a.figure, dpi=110)
         print(f"wrote {a.figure}")
