@@ -70,8 +70,8 @@ def locality(model, dl, seed=0, radius=5):
     return {'near': n, 'far': f, 'far_over_near': f / n}
 
 
-def run_one(name, data, seed, hints, weights, export=None):
-    s = SETTINGS[name]
+def run_one(name, data, seed, hints, weights, export=None, epochs=None):
+    s = {**SETTINGS[name], **({'epochs': epochs} if epochs else {})}
     torch.manual_seed(seed)
     dls = dls_for(name, data, seed)
     arch = (dict(arch=resnet20_cifar(weights['resnet20'])) if s['encoder'] == 'resnet20' else
@@ -97,6 +97,8 @@ def main():
     p.add_argument('--out', default='runs/hints_study')
     p.add_argument('--datasets', nargs='+', default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    p.add_argument('--epochs', type=int, help='override the data set\'s epochs (a longer budget; use its own --out)')
+    p.add_argument('--kinds', nargs='+', default=['plain', 'hints'], choices=['plain', 'hints'])
     a = p.parse_args()
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     weights = {'resnet20': a.weights, 'mobilenet_v2': a.mobilenet_weights}
@@ -104,12 +106,13 @@ def main():
     results = json.loads(f.read_text()) if f.exists() else {}
     for name in a.datasets:
         for seed in a.seeds:
-            for hints in (False, True):
+            for hints in [k == 'hints' for k in a.kinds]:
                 key = f"{name}/seed{seed}/{'hints' if hints else 'plain'}"
                 if key in results: continue
                 print(f"== {key}", flush=True)
                 export = (out / f"{key.replace('/', '_')}.pkl").absolute()
-                results[key] = {**run_one(name, a.data, seed, hints, weights, export), 'settings': SETTINGS[name]}
+                results[key] = {**run_one(name, a.data, seed, hints, weights, export, a.epochs),
+                                'settings': {**SETTINGS[name], **({'epochs': a.epochs} if a.epochs else {})}}
                 print(json.dumps(results[key]), flush=True)
                 f.write_text(json.dumps(results, indent=1))
 
