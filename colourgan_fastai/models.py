@@ -81,7 +81,7 @@ class ColourUnet(DynamicUnet):
                 self.layers[at[-1]].register_forward_hook(self._add_hints_out)
             mid = [m for m in self.layers[3].modules() if isinstance(m, nn.Conv2d)][-1]   # the middle convolutions
             self.hint_mid = nn.Conv2d(3, mid.out_channels, 3, 1, 1, bias=False)
-            self.layers[3].register_forward_hook(partial(ColourUnet._add_pooled, self, self.hint_mid))
+            self.layers[3].register_forward_hook(self._add_hints_mid)
             blocks = [m for m in self.layers if isinstance(m, UnetBlock)]
             self.hint_up = nn.ModuleList(nn.Conv2d(3, b.conv2[0].out_channels, 3, 1, 1, bias=False) for b in blocks)
             for b, c in zip(blocks, self.hint_up): b.register_forward_hook(partial(ColourUnet._add_pooled, self, c))
@@ -108,6 +108,10 @@ class ColourUnet(DynamicUnet):
 
     def _add_hints(self, module, inputs, out):
         return out if self._hints is None else out + self.hint_conv(self._hints).to(out.dtype)
+
+    def _add_hints_mid(self, module, inputs, out):
+        # the middle's hook under the name models exported before `hint_up` pickled: they load and run as they did
+        return self._add_pooled(self.hint_mid, module, inputs, out)
 
     def _add_pooled(self, conv, module, inputs, out):
         """`conv` of the hints pooled to the size of `module`'s output (mean ab of the hinted pixels, the mask's max),

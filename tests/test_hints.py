@@ -211,3 +211,21 @@ def test_the_photo_figure_script_draws_the_photos_a_hints_file_names(hint_model_
     spec.write_text(json.dumps({'cls/zzz': [[40, 30, '#ff0000']]}))
     with pytest.raises(SystemExit, match='cls/zzz'):
         main(['--model', str(hint_model_file), '--photos', str(tmp_path / 'photos'), '--hints', str(spec)])
+
+
+def test_a_hinted_model_exported_before_the_decoder_block_hints_loads_and_follows_hints(tiny_dls, tmp_path):
+    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, hints=True)
+    m = learn.model
+    for layer in m.layers:                                          # the earlier hinted U-Net: no hint_up, and its
+        layer._forward_hooks.clear()                                # middle hook pickled by this method's name
+    m.layers[3].register_forward_hook(m._add_hints_mid)
+    del m.hint_up
+    with torch.no_grad(): torch.nn.init.normal_(m.hint_mid.weight, std=0.5)
+    L_, ab = tiny_dls.one_batch()
+    hints = sample_hints(ab, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(): want = m.eval()(L_, *hints)
+    learn.export(tmp_path / 'earlier.pkl')
+    old = load_colourizer(tmp_path / 'earlier.pkl').model.eval()
+    with torch.no_grad(): got, unhinted = old(L_, *hints), old(L_)
+    assert torch.allclose(got, want, atol=1e-4)                      # it loads and predicts as it did
+    assert (got - unhinted).abs().max() > 0.01                       # its hints still act
