@@ -172,6 +172,21 @@ def _finv_(f: Tensor) -> Tensor:
 _LIN_LO, _LIN_HI = -7.7e-6, 1.00023                 # linear light whose sRGB lies within `_fit`'s 1e-4 of [0, 1]
 
 
+def _in_gamut(rgb: Tensor) -> Tensor:
+    "Which linear-light RGB pixels (3, N) need no clipping (`_fit`'s tolerance)."
+    return (rgb.amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
+
+
+def _largest_scale(good, n: int, iters: int) -> Tensor:
+    "Per pixel, the largest chroma scale in [0, 1] for which `good(scale)` (N,) holds, by `iters` bisection steps."
+    lo, hi = torch.zeros(n), torch.ones(n)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        ok = good(mid)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lo
+
+
 def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
     "Flat L*, a*, b* (N,) float32 -> linear-light RGB (3, N): branch-free companding and one 3x3 product."
     fy = (L + 16) / 116
@@ -193,13 +208,7 @@ def _fit_linear(L: Tensor, a: Tensor, b: Tensor, iters: int = 10) -> Tensor:
         X = _finv_(fy + a * s / 500)
         Z = _finv_((fy - b * s / 200).clamp_(min=0))
         return MX * X + Yc + MZ * Z
-    lo, hi = torch.zeros_like(L), torch.ones_like(L)
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        rgb = rgb_at(mid)
-        good = (rgb.amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
-        lo, hi = torch.where(good, mid, lo), torch.where(good, hi, mid)
-    return rgb_at(lo)
+    return rgb_at(_largest_scale(lambda s: _in_gamut(rgb_at(s)), len(L), iters))
 
 
 def fit_ab_for_lightness(L: Tensor, ab: Tensor, margin: float = 0., iters: int = 10) -> Tensor:
@@ -210,20 +219,12 @@ def fit_ab_for_lightness(L: Tensor, ab: Tensor, margin: float = 0., iters: int =
     search only for the pixels out of gamut."""
     Ls = [(L - margin).clamp(0, 100).reshape(-1), (L + margin).clamp(0, 100).reshape(-1)] if margin else [L.reshape(-1)]
     a, b = ab[0].reshape(-1), ab[1].reshape(-1)
-    ok = lambda l, a_, b_: ((rgb := _lab_to_linear_flat(l, a_, b_)).amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
-    good = ok(Ls[0], a, b)
-    for l in Ls[1:]: good &= ok(l, a, b)
-    bad = (~good).nonzero()[:, 0]
+    everywhere = lambda Ls, a, b: torch.stack([_in_gamut(_lab_to_linear_flat(l, a, b)) for l in Ls]).all(0)
+    bad = (~everywhere(Ls, a, b)).nonzero()[:, 0]
     if not len(bad): return ab
     Lb, ab_, bb = [l[bad] for l in Ls], a[bad], b[bad]
-    lo, hi = torch.zeros_like(ab_), torch.ones_like(ab_)
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        g = ok(Lb[0], ab_ * mid, bb * mid)
-        for l in Lb[1:]: g &= ok(l, ab_ * mid, bb * mid)
-        lo, hi = torch.where(g, mid, lo), torch.where(g, hi, mid)
     scale = torch.ones_like(a)
-    scale[bad] = lo
+    scale[bad] = _largest_scale(lambda s: everywhere(Lb, ab_ * s, bb * s), len(bad), iters)
     return ab * scale.view(1, *L.shape)
 
 
@@ -234,7 +235,7 @@ def lab_to_srgb8(L: Tensor, ab: Tensor, iters: int = 10) -> Tensor:
     H, W_ = L.shape
     Lf, a, b = L.reshape(-1), ab[0].reshape(-1), ab[1].reshape(-1)
     rgb = _lab_to_linear_flat(Lf, a, b)                                                  # linear light (3, N)
-    bad = ((rgb.amin(0) < _LIN_LO) | (rgb.amax(0) > _LIN_HI)).nonzero()[:, 0]
+    bad = (~_in_gamut(rgb)).nonzero()[:, 0]
     if len(bad): rgb[:, bad] = _fit_linear(Lf[bad], a[bad], b[bad], iters)
     out = _tables8()['srgb8'][rgb.clamp_(0, 1).mul_(_LUT_N - 1).add_(0.5).to(torch.int32)]
     return out.reshape(3, H, W_)

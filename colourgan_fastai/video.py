@@ -21,6 +21,7 @@ from fastai.torch_core import get_model
 from fastprogress.fastprogress import progress_bar
 
 from .inference import GreyImage, load_colourizer, render_L, _compose, _predict, _default_render_size, check_positive
+from .lab import AB_SCALE, fit_ab_for_lightness
 
 __all__ = ['colourize_video', 'SteadyChroma', 'film_info', 'is_video', 'VIDEO_EXTS', 'VIDEO_CODECS', 'video_output_name']
 
@@ -81,9 +82,12 @@ class SteadyChroma:
         "L* with its mean and spread taken out: brightness flicker and fades are not motion."
         return (L - L.mean()) / (L.std() + 1e-3) * 20.
 
+    def frame(self, grey, ab):
+        "The ab to use for `grey` (a `GreyImage`) whose prediction is `ab`: its L* at `scale` x ab's size, then as a call."
+        return self(render_L(grey, *(self.scale * d for d in ab.shape[-2:])), ab)
+
     def _fitted(self, L, ab):
         "ab (2, h, w) resized to L's size and fitted into the gamut at L* and L* +- margin (`lab.fit_ab_for_lightness`)."
-        from .lab import fit_ab_for_lightness, AB_SCALE
         ab = torch.as_tensor(ab).float()
         if tuple(ab.shape[-2:]) != L.shape:
             ab = F.interpolate(ab[None], size=L.shape, mode='bilinear', align_corners=False)[0]
@@ -94,8 +98,8 @@ class SteadyChroma:
         L = np.ascontiguousarray(L, np.float32)
         ab_np = self._fitted(L, ab)
         n = self._norm(L)
-        h, w = L.shape
-        k = self.scale if h % self.scale == 0 and w % self.scale == 0 else 1
+        (h, w), (ah, aw) = L.shape, ab.shape[-2:]
+        k = h // ah if h % ah == 0 and w == aw * (h // ah) else 1          # L's grid over the prediction's
         g8 = lambda a: np.clip(a * 2 + 128, 0, 255).astype(np.uint8)
         small = g8(n if k == 1 else cv2.resize(n, (w // k, h // k), interpolation=cv2.INTER_AREA))
         new_scene = self.prev_L is None
@@ -204,8 +208,7 @@ def colourize_video(learn, src, dst, render_size=None, codec='h264', steady=True
                 except Exception as e: raise ValueError(f"{src}: frames {k}-{k + len(batch) - 1}: {e}") from e
                 for f, g, ab in zip(batch, greys, abs_):
                     try:
-                        if steadier is not None:
-                            ab = steadier(render_L(g, *(steadier.scale * d for d in ab.shape[-2:])), ab)
+                        if steadier is not None: ab = steadier.frame(g, ab)
                         rgb = np.asarray(_compose(g, ab))
                         nf = av.VideoFrame.from_ndarray(rgb, format='rgb24')
                         nf.pts, nf.time_base = f.pts, f.time_base

@@ -11,7 +11,7 @@ import torch
 
 from colourgan_fastai import load_colourizer
 from colourgan_fastai.clips import make_clip, CLIP_KINDS
-from colourgan_fastai.inference import GreyImage, render_L, _predict, _compose, _default_render_size
+from colourgan_fastai.inference import GreyImage, _predict, _compose, _default_render_size
 from colourgan_fastai.metrics import flicker
 from colourgan_fastai.models import get_model
 from colourgan_fastai.video import SteadyChroma
@@ -20,7 +20,7 @@ from colourgan_fastai.video import SteadyChroma
 def clip_flicker(clip, greys, abs_, steadier=None):
     frames = []
     for g, ab in zip(greys, abs_):
-        if steadier is not None: ab = steadier(render_L(g, *(steadier.scale * d for d in ab.shape[-2:])), ab)
+        if steadier is not None: ab = steadier.frame(g, ab)
         frames.append(np.asarray(_compose(g, ab)))
     return float(np.mean([v for v in flicker(frames, clip) if v is not None]))
 
