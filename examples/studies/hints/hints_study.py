@@ -70,8 +70,8 @@ def locality(model, dl, seed=0, radius=5):
     return {'near': n, 'far': f, 'far_over_near': f / n}
 
 
-def run_one(name, data, seed, hints, weights, export=None, epochs=None):
-    s = {**SETTINGS[name], **({'epochs': epochs} if epochs else {})}
+def run_one(name, s, data, seed, hints, weights, export=None):
+    "Train and score one U-Net on data set `name` with settings `s` (SETTINGS[name], possibly changed)."
     torch.manual_seed(seed)
     dls = dls_for(name, data, seed)
     arch = (dict(arch=resnet20_cifar(weights['resnet20'])) if s['encoder'] == 'resnet20' else
@@ -105,14 +105,14 @@ def main():
     f = out / 'results.json'
     results = json.loads(f.read_text()) if f.exists() else {}
     for name in a.datasets:
+        settings = {**SETTINGS[name], **({'epochs': a.epochs} if a.epochs else {})}
         for seed in a.seeds:
             for hints in [k == 'hints' for k in a.kinds]:
                 key = f"{name}/seed{seed}/{'hints' if hints else 'plain'}"
                 if key in results: continue
                 print(f"== {key}", flush=True)
                 export = (out / f"{key.replace('/', '_')}.pkl").absolute()
-                results[key] = {**run_one(name, a.data, seed, hints, weights, export, a.epochs),
-                                'settings': {**SETTINGS[name], **({'epochs': a.epochs} if a.epochs else {})}}
+                results[key] = {**run_one(name, settings, a.data, seed, hints, weights, export), 'settings': settings}
                 print(json.dumps(results[key]), flush=True)
                 f.write_text(json.dumps(results, indent=1))
 
