@@ -47,6 +47,12 @@ def _upsample_ab_before(ab, H, W, r0, r1):
 
 
 
+def _strips_before(H, W, pixels=2 ** 21):
+    "The strips of rows the replaced path worked in (about 2 M pixels)."
+    step = max(1, pixels // W)
+    return [(r, min(H, r + step)) for r in range(0, H, step)]
+
+
 def before_colourize(learn, rgb, render_size=None):
     """The path `colourize` took before the 8-bit fast path: L* in float32 torch per strip, and Lab -> sRGB with
     the gamut search in float32 torch per strip (lab.lab_to_rgb_in_gamut), as the library did until then."""
@@ -54,14 +60,14 @@ def before_colourize(learn, rgb, render_size=None):
     from colourgan_fastai.lab import lightness, lab_to_rgb_in_gamut, AB_SCALE
     H, W = rgb.shape[:2]
     L = np.empty((H, W), np.float32)
-    for r0, r1 in inf._strips(H, W):
+    for r0, r1 in _strips_before(H, W):
         x = torch.from_numpy(rgb[r0:r1].astype(np.float32) / 255).permute(2, 0, 1)
         L[r0:r1] = lightness(x)[0].numpy()
     g = inf.GreyImage(L)
     G = learn.model
     ab_small = inf._predict(G, [g], render_size or inf._default_render_size(G), 1)[0]
     out = np.empty((H, W, 3), np.uint8)
-    for r0, r1 in inf._strips(H, W):
+    for r0, r1 in _strips_before(H, W):
         ab = _upsample_ab_before(ab_small.float(), H, W, r0, r1) * AB_SCALE
         lab = torch.cat([torch.from_numpy(L[r0:r1])[None], ab], 0)
         out[r0:r1] = (lab_to_rgb_in_gamut(lab).permute(1, 2, 0) * 255 + 0.5).clamp_(0, 255).to(torch.uint8).numpy()

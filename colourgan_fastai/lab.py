@@ -138,9 +138,13 @@ def _tables8():
     if not _tables:
         v = torch.arange(256, dtype=torch.float64) / 255
         lin = torch.where(v > 0.04045, ((v + 0.055) / 1.055).pow(2.4), v / 12.92)
-        _tables['Y'] = [(lin * _XYZ_FROM_RGB[1, k]).float().numpy() for k in range(3)]   # each channel's part of Y
+        # each channel's part of Y, as an index into the Y -> L* table (the rounding's 0.5 in the first)
+        _tables['Yq'] = [(lin * _XYZ_FROM_RGB[1, k] * (_LUT_L - 1) + (0.5 if k == 0 else 0)).float().numpy()
+                         for k in range(3)]
         y = torch.arange(_LUT_L, dtype=torch.float64) / (_LUT_L - 1)
         _tables['L'] = (116 * torch.where(y > 0.008856, y.pow(1 / 3), 7.787 * y + 16 / 116) - 16).float().numpy()
+        Yg = (_tables['Yq'][0] + _tables['Yq'][1] + _tables['Yq'][2]).clip(0, _LUT_L - 1)
+        _tables['L_of_grey'] = _tables['L'][Yg.astype('uint16')]                        # R = G = B: one lookup
         s = _linear_to_srgb(torch.arange(_LUT_N, dtype=torch.float64) / (_LUT_N - 1))
         _tables['srgb8'] = (s * 255 + 0.5).clamp(0, 255).to(torch.uint8)
     return _tables
@@ -148,67 +152,72 @@ def _tables8():
 
 def lightness_u8(rgb):
     """L* (float32, H x W) of an 8-bit sRGB picture, a numpy array (H, W, 3) or (H, W) grey: three table lookups
-    for Y and one for L*."""
+    for Y (`np.take`, several times faster than fancy indexing) and one for L*."""
     import numpy as np
     t = _tables8()
-    if rgb.ndim == 2: return t['L'][((t['Y'][0] + t['Y'][1] + t['Y'][2]) * (_LUT_L - 1) + 0.5).astype(np.int64)][rgb]
-    Y = t['Y'][0][rgb[..., 0]]
-    Y += t['Y'][1][rgb[..., 1]]
-    Y += t['Y'][2][rgb[..., 2]]
-    np.clip(Y, 0, 1, out=Y)
-    Y *= _LUT_L - 1
-    Y += 0.5
-    return t['L'][Y.astype(np.uint16)]
+    if rgb.ndim == 2: return np.take(t['L_of_grey'], rgb)
+    Y = np.take(t['Yq'][0], rgb[..., 0])                      # Y * (table size - 1), the rounding's 0.5 included
+    Y += np.take(t['Yq'][1], rgb[..., 1])
+    Y += np.take(t['Yq'][2], rgb[..., 2])
+    np.clip(Y, 0, _LUT_L - 1, out=Y)
+    return np.take(t['L'], Y.astype(np.uint16))
 
 
 def _finv_(f: Tensor) -> Tensor:
     "Lab's inverse companding in place, branch-free: max(f, t)^3 + (min(f, t) - t) / 7.787 with t = 6/29."
     t = 0.2068966
     low = f.clamp(max=t).sub_(t).div_(7.787)
-    f.clamp_(min=t)
-    return f.mul_(f * f).add_(low)
+    return f.clamp_(min=t).pow_(3).add_(low)
 
 
 _LIN_LO, _LIN_HI = -7.7e-6, 1.00023                 # linear light whose sRGB lies within `_fit`'s 1e-4 of [0, 1]
+_RGB_FROM_F = (_RGB_FROM_XYZ * _WHITE_D65).float()   # (X/Xn, Y/Yn, Z/Zn) companded back -> linear RGB
+_Q = _LUT_N - 1                                      # lab_to_srgb8 works on linear light * _Q + 0.5: the table index
 
 
-def _in_gamut(rgb: Tensor) -> Tensor:
-    "Which linear-light RGB pixels (3, N) need no clipping (`_fit`'s tolerance)."
-    return (rgb.amin(0) >= _LIN_LO) & (rgb.amax(0) <= _LIN_HI)
+def _in_gamut(rgb: Tensor, lo=_LIN_LO, hi=_LIN_HI) -> Tensor:
+    "Which linear-light RGB pixels (3, N) need no clipping (`_fit`'s tolerance; `lo`, `hi`: its bounds, scaled)."
+    return (rgb.amin(0) >= lo) & (rgb.amax(0) <= hi)
 
 
 def _largest_scale(good, n: int, iters: int) -> Tensor:
-    "Per pixel, the largest chroma scale in [0, 1] for which `good(scale)` (N,) holds, by `iters` bisection steps."
-    lo, hi = torch.zeros(n), torch.ones(n)
+    """Per pixel, the largest chroma scale in [0, 1] for which `good(scale)` (N,) holds, by `iters` bisection steps
+    (lo + 2^-k is the midpoint of step k: one addition and one choice a step)."""
+    lo, d = torch.zeros(n), 1.
     for _ in range(iters):
-        mid = (lo + hi) / 2
-        ok = good(mid)
-        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+        d /= 2
+        s = lo + d
+        lo = torch.where(good(s), s, lo)
     return lo
 
 
-def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    "Flat L*, a*, b* (N,) float32 -> linear-light RGB (3, N): branch-free companding and one 3x3 product."
+def _lab_to_linear_flat(L: Tensor, a: Tensor, b: Tensor, M: Tensor = _RGB_FROM_F, offset: float = 0.) -> Tensor:
+    "Flat L*, a*, b* (N,) float32 -> linear-light RGB (3, N) (`M @ f + offset`: scaled where M is): one 3x3 product."
     fy = (L + 16) / 116
-    f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp_(min=0)])
-    return torch.mm(_RGB_FROM_XYZ.float(), _finv_(f).mul_(_WHITE_D65.float()[:, None]))
+    f = torch.empty(3, len(L))
+    torch.add(fy, a, alpha=1 / 500, out=f[0])
+    f[1] = fy
+    torch.add(fy, b, alpha=-1 / 200, out=f[2]).clamp_(min=0)
+    rgb = torch.mm(M, _finv_(f))
+    return rgb.add_(offset) if offset else rgb
 
 
-def _fit_linear(L: Tensor, a: Tensor, b: Tensor, iters: int = 10) -> Tensor:
+def _fit_linear(L: Tensor, a: Tensor, b: Tensor, iters: int = 10, M: Tensor = _RGB_FROM_F, offset: float = 0.,
+                lo: float = _LIN_LO, hi: float = _LIN_HI) -> Tensor:
     """`_fit`'s search for out-of-gamut pixels (N,), done on linear light (sRGB's curve is monotonic, so the same
-    decisions without it): the largest chroma scale, by bisection, whose RGB needs no clipping -> linear RGB (3, N).
-    Y does not depend on the chroma: it is computed once, and each step recomputes X and Z only."""
-    W = _WHITE_D65.float()
-    M = _RGB_FROM_XYZ.float()
+    decisions without it): the largest chroma scale, by bisection, whose RGB needs no clipping -> linear RGB (3, N)
+    (scaled as `_lab_to_linear_flat`'s). Y does not depend on the chroma: it is computed once, and each step
+    recomputes X and Z only."""
     fy = (L + 16) / 116
-    Yc = _finv_(fy.clone())[None] * M[:, 1:2]                                          # Y's part of R, G, B
-    MX, MZ = M[:, :1] * W[0], M[:, 2:] * W[2]
+    Yc = (_finv_(fy.clone())[None] * M[:, 1:2]).add_(offset)                         # Y's part of R, G, B
+    MX, MZ = M[:, :1], M[:, 2:]
+    a_, b_ = a / 500, b / -200
 
     def rgb_at(s):
-        X = _finv_(fy + a * s / 500)
-        Z = _finv_((fy - b * s / 200).clamp_(min=0))
-        return MX * X + Yc + MZ * Z
-    return rgb_at(_largest_scale(lambda s: _in_gamut(rgb_at(s)), len(L), iters))
+        X = _finv_(torch.addcmul(fy, a_, s))
+        Z = _finv_(torch.addcmul(fy, b_, s).clamp_(min=0))
+        return torch.addcmul(Yc, MX, X).addcmul_(MZ, Z)
+    return rgb_at(_largest_scale(lambda s: _in_gamut(rgb_at(s), lo, hi), len(L), iters))
 
 
 def fit_ab_for_lightness(L: Tensor, ab: Tensor, margin: float = 0., iters: int = 10) -> Tensor:
@@ -230,12 +239,15 @@ def fit_ab_for_lightness(L: Tensor, ab: Tensor, margin: float = 0., iters: int =
 
 def lab_to_srgb8(L: Tensor, ab: Tensor, iters: int = 10) -> Tensor:
     """L* (H, W) and ab (2, H, W), float32 -> 8-bit sRGB (3, H, W) uint8 planes, each out-of-gamut pixel's chroma
-    shrunk (as `fit_lab_in_gamut`) rather than its RGB clipped. Float32, one 3x3 product for the whole picture, the
-    gamut search on linear light for the pixels out of gamut only, the linear light -> sRGB curve a table lookup."""
+    shrunk (as `fit_lab_in_gamut`) rather than its RGB clipped. Float32, one 3x3 product for the whole picture that
+    gives the linear light -> sRGB table's index directly (scale and rounding folded in), the gamut search for the
+    pixels out of gamut only, the curve a table lookup."""
+    import numpy as np
     H, W_ = L.shape
     Lf, a, b = L.reshape(-1), ab[0].reshape(-1), ab[1].reshape(-1)
-    rgb = _lab_to_linear_flat(Lf, a, b)                                                  # linear light (3, N)
-    bad = (~_in_gamut(rgb)).nonzero()[:, 0]
-    if len(bad): rgb[:, bad] = _fit_linear(Lf[bad], a[bad], b[bad], iters)
-    out = _tables8()['srgb8'][rgb.clamp_(0, 1).mul_(_LUT_N - 1).add_(0.5).to(torch.int32)]
-    return out.reshape(3, H, W_)
+    M, lo, hi = _RGB_FROM_F * _Q, _LIN_LO * _Q + 0.5, _LIN_HI * _Q + 0.5
+    rgb = _lab_to_linear_flat(Lf, a, b, M, 0.5)                                          # linear light * _Q + 0.5
+    bad = (~_in_gamut(rgb, lo, hi)).nonzero()[:, 0]
+    if len(bad): rgb[:, bad] = _fit_linear(Lf[bad], a[bad], b[bad], iters, M, 0.5, lo, hi)
+    idx = rgb.clamp_(0.5, _Q + 0.5).to(torch.int32).numpy()
+    return torch.from_numpy(np.take(_tables8()['srgb8'].numpy(), idx)).reshape(3, H, W_)
