@@ -71,8 +71,8 @@ def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 10
         before = _fetch_png(first)
         img = drv.find_element(By.CSS_SELECTOR, '#hint_view img')
         w, h = int(img.get_attribute('naturalWidth')), int(img.get_attribute('naturalHeight'))
-        sx, sy = img.size['width'] / w, img.size['height'] / h
-        dx, dy = (at[0] + 0.5) * sx - img.size['width'] / 2, (at[1] + 0.5) * sy - img.size['height'] / 2
+        s = min(img.size['width'] / w, img.size['height'] / h)         # the photo is fitted into its box, centred
+        dx, dy = (at[0] + 0.5 - w / 2) * s, (at[1] + 0.5 - h / 2) * s   # offsets from the box's centre
         t0 = time.perf_counter()
         ActionChains(drv).move_to_element_with_offset(img, dx, dy).click().perform()
         wait.until(lambda d: '1 hint' in d.find_element(By.ID, 'hint_message').text)
