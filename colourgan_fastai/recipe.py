@@ -11,7 +11,8 @@
 
     recipe = Recipe.cifar10()                         # or Recipe.cifar10(epochs=2): any field can be changed
     net = encoder_classifier('resnet20_cifar', weights=w)       # the encoder's own pretrained network
-    learn = colour_learner(dls, arch=resnet20_cifar(w), class_guidance=recipe.guide_classes(net, dls))
+    learn = colour_learner(dls, arch=resnet20_cifar(w), class_guidance=recipe.guide_classes(net, dls),
+                           hints=recipe.hints)
     train(learn, recipe, net=net)
 """
 from dataclasses import dataclass, fields, replace
@@ -48,6 +49,7 @@ class Recipe:
     calibrate: float | None = None    # fit a chroma gain after training: the truth's colourfulness minus this gap
                                       # (negative: more colour than the truth)
     calibration_share: float = 0.04   # ... on this share of the training images, kept from the colour phase
+    hints: bool = False               # build the U-Net to learn colour hints too (`colour_learner(..., hints=True)`)
 
     def __post_init__(self):
         if self.kind not in ('colour', 'gan'): raise ValueError(f"Recipe.kind must be 'colour' or 'gan', not {self.kind!r}")

@@ -18,7 +18,8 @@ def _recipe_for(a, kind):
 
 
 RECIPE_OPTIONS = ('epochs', 'lr', 'colour_epochs', 'colour_lr', 'gan_epochs', 'gan_lr', 'lambda_l1', 'feature_weight',
-                  'class_weight', 'colourfulness_weight', 'psnr_weight', 'flip_average', 'calibrate', 'calibration_share')
+                  'class_weight', 'colourfulness_weight', 'psnr_weight', 'flip_average', 'calibrate', 'calibration_share',
+                  'hints')
 
 
 def _describe(r):
@@ -27,7 +28,7 @@ def _describe(r):
               f"{r.colour_epochs} colour epoch(s) (ColourfulnessLoss {r.colourfulness_weight:g}, PSNRLoss {r.psnr_weight:g})")
     extras = ([f"FeatureLoss {r.feature_weight:g}"] if r.feature_weight and r.kind == 'colour' else []) + \
              ([f"class guidance {r.class_weight:g}"] if r.class_weight and r.kind == 'colour' else []) + \
-             (['flip averaging'] if r.flip_average else []) + \
+             (['flip averaging'] if r.flip_average else []) + (['colour hints'] if r.hints else []) + \
              ([f"a chroma gain aimed at the truth's colourfulness minus {r.calibrate:g}"] if r.calibrate is not None else [])
     return f"train: recipe {r.name}: {r.epochs} L1 epochs, then {phase2}" + (f"; {', '.join(extras)}" if extras else '')
 
@@ -60,7 +61,7 @@ def cmd_train(a):
     dls, kind = dls_from_folder(a.data, a.size, a.bs, a.n_train, a.n_valid, a.seed, a.cache, found)
     size = tuple(dls.one_batch()[0].shape[-2:])
     learn = colour_learner(dls, arch=a.arch, pretrained=pretrained, weights=a.encoder_weights, img_size=size,
-                           metrics=colour_metrics(), class_guidance=recipe.guide_classes(net, size), hints=a.hints,
+                           metrics=colour_metrics(), class_guidance=recipe.guide_classes(net, size), hints=recipe.hints,
                            path=out.parent.absolute(), model_dir='.')
     if a.init: _init_from(learn, Path(a.init).with_suffix('.pth'))
     if a.bf16: learn.to_bf16()

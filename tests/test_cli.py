@@ -246,9 +246,11 @@ def test_train_with_hints_writes_a_model_that_takes_them_and_inits_from_a_hint_f
     base = ['train', '--data', str(data), '--arch', 'resnet20_cifar', '--size', '32', '--bs', '4', '--epochs', '1',
             '--colour-epochs', '0', '--no-pretrained', '--no-calibrate']
     assert main(base + ['--out', str(tmp_path / 'plain')]) == 0
+    assert 'colour hints' not in capsys.readouterr().out                      # the recipes train without hints
     assert main(base + ['--out', str(tmp_path / 'hinted'), '--hints', '--init', str(tmp_path / 'plain_unet.pth')]) == 0
     out = capsys.readouterr().out
-    assert 'its U-Net took no hints, the hint input starts at zero' in out and 'psnr_10hints' in out
+    assert 'colour hints' in out and 'psnr_10hints' in out
+    assert 'its U-Net took no hints, the hint input starts at zero' in out
     assert load_colourizer(tmp_path / 'hinted.pkl').model.takes_hints
     assert not load_colourizer(tmp_path / 'plain.pkl').model.takes_hints
     assert main(base + ['--out', str(tmp_path / 'again'), '--init', str(tmp_path / 'hinted.pth')]) != 0
