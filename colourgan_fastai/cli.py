@@ -179,7 +179,8 @@ def build_parser():
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--seed', type=int, default=42, help='random seed (default: %(default)s)')
     t.add_argument('--hints', action='store_true', default=None, help='learn colour hints too: the model then also '
-                   'follows points a person puts (colourize --hints, the web page); without any it colourises as before')
+                   'follows points a person puts (colourize --hints, the web page); without any it colourises as before '
+                   f'({_recipe_default("hints")})')
     t.add_argument('--overwrite', action='store_true', help='replace model files that exist')
     t.add_argument('--bf16', action='store_true', help='bf16 mixed precision: on a GPU, or a CPU with bf16 units '
                    '(AVX512-BF16 or AMX), about 1.5x faster; on a CPU without them 10-25x SLOWER, and train warns')
