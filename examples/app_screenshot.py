@@ -50,12 +50,25 @@ def _fetch_png(href):
     with urllib.request.urlopen(href) as r: return np.asarray(Image.open(io.BytesIO(r.read())).convert('RGB'))
 
 
+def _viewport_point(drv, img, w, h, at):
+    """The viewport pixel showing pixel `at` (x, y) of a w x h photo fitted, centred, into the element `img`, after
+    scrolling that pixel to the middle of the window (an element partly out of view has a shifted 'in-view centre',
+    so offsets from it would miss)."""
+    rect = 'const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height];'
+    left, top, bw, bh = drv.execute_script(rect, img)
+    s = min(bw / w, bh / h)                                          # the photo is fitted into its box, centred
+    py = top + bh / 2 + (at[1] + 0.5 - h / 2) * s
+    drv.execute_script('window.scrollBy(0, arguments[0]);', py - drv.execute_script('return window.innerHeight;') / 2)
+    left, top, bw, bh = drv.execute_script(rect, img)
+    return int(left + bw / 2 + (at[0] + 0.5 - w / 2) * s), int(top + bh / 2 + (at[1] + 0.5 - h / 2) * s)
+
+
 def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 1000), timings=None):
     """The 'Colour hints' tab as a person uses it: upload `photo`, click it at `at` (x, y in the photo's pixels),
     type `colour` ('#rrggbb') into the colour picker, wait for the new result, save a screenshot at `out`.
     Returns (the download before the colour was picked, after it, the page's message, the picker's starting colour).
     `timings` (a dict) gets the seconds from the click, and from the colour's Enter, to the new result's link."""
-    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -71,10 +84,10 @@ def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 10
         before = _fetch_png(first)
         img = drv.find_element(By.CSS_SELECTOR, '#hint_view img')
         w, h = int(img.get_attribute('naturalWidth')), int(img.get_attribute('naturalHeight'))
-        s = min(img.size['width'] / w, img.size['height'] / h)         # the photo is fitted into its box, centred
-        dx, dy = (at[0] + 0.5 - w / 2) * s, (at[1] + 0.5 - h / 2) * s   # offsets from the box's centre
+        x, y = _viewport_point(drv, img, w, h, at)
         t0 = time.perf_counter()
-        ActionChains(drv).move_to_element_with_offset(img, dx, dy).click().perform()
+        click = ActionBuilder(drv); click.pointer_action.move_to_location(x, y); click.pointer_action.click()
+        click.perform()
         wait.until(lambda d: '1 hint' in d.find_element(By.ID, 'hint_message').text)
         clicked = wait.until(lambda d: (h := link(d).get_attribute('href')) != first and h)
         t_click = time.perf_counter() - t0
