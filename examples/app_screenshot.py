@@ -57,10 +57,10 @@ def _viewport_point(drv, img, w, h, at):
     rect = 'const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height];'
     left, top, bw, bh = drv.execute_script(rect, img)
     s = min(bw / w, bh / h)                                          # the photo is fitted into its box, centred
-    py = top + bh / 2 + (at[1] + 0.5 - h / 2) * s
-    drv.execute_script('window.scrollBy(0, arguments[0]);', py - drv.execute_script('return window.innerHeight;') / 2)
+    ox, oy = (at[0] + 0.5 - w / 2) * s, (at[1] + 0.5 - h / 2) * s   # the point's offset from the box's centre
+    drv.execute_script('window.scrollBy(0, arguments[0] - window.innerHeight / 2);', top + bh / 2 + oy)
     left, top, bw, bh = drv.execute_script(rect, img)
-    return int(left + bw / 2 + (at[0] + 0.5 - w / 2) * s), int(top + bh / 2 + (at[1] + 0.5 - h / 2) * s)
+    return int(left + bw / 2 + ox), int(top + bh / 2 + oy)
 
 
 def drive_hints(url, photo, at, colour, out, profile, timeout=90, size=(1400, 1000), timings=None):

@@ -8,6 +8,7 @@ score through `colourize` (examples/photo_figure.py --score).
 import argparse
 
 from colourgan_fastai import imagenette_dls, load_colourizer
+from colourgan_fastai.models import get_model
 from hints_study import score
 
 
@@ -19,16 +20,17 @@ def main():
     a = p.parse_args()
     learn = load_colourizer(a.model)
     m = learn.model
+    G = get_model(m)                                                     # the U-Net that holds the gain
     if a.n_valid:
         dls = imagenette_dls(a.data, n_train=64, size=96, bs=32, seed=0, n_valid=a.n_valid)
         for g in a.gains:
-            m.chroma_gain.fill_(g)
+            G.set_prediction(chroma_gain=g)
             r = {n: score(m, dls.valid, n) for n in (0, 10)}
             print(f"gain {g:.2f}: no hints {r[0]['psnr']:.2f} dB, CF {r[0]['colourfulness']:.2f}, blotch "
                   f"{r[0]['spurious_colour']:.2%}; 10 hints {r[10]['psnr']:.2f} dB, CF {r[10]['colourfulness']:.2f}", flush=True)
     if a.export:
         if len(a.gains) != 1: raise SystemExit('--export takes one gain')
-        m.chroma_gain.fill_(a.gains[0]); learn.export(a.export); print(f"wrote {a.export}")
+        G.set_prediction(chroma_gain=a.gains[0]); learn.export(a.export); print(f"wrote {a.export}")
 
 
 if __name__ == '__main__':

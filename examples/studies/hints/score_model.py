@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from colourgan_fastai import imagenette_dls, load_colourizer
+from colourgan_fastai.inference import require_hints
 from hints_study import HINT_COUNTS, score, locality
 
 
@@ -27,7 +28,8 @@ def main():
     results = json.loads(out.read_text()) if out.exists() else {}
     for m in a.models:
         model = load_colourizer(m).model
-        if not getattr(model, 'takes_hints', False): raise SystemExit(f"{m} was trained without hints")
+        try: require_hints(model)
+        except ValueError as e: raise SystemExit(f"{m}: {e}") from None
         res = {'n_valid': len(dls.valid_ds), 'scores': {n: score(model, dls.valid, n) for n in HINT_COUNTS},
                'locality': locality(model, dls.valid)}
         results[str(m)] = res
