@@ -5,6 +5,7 @@ import pytest
 import torch
 
 SHARED = Path(__file__).resolve().parents[2] / 'shared'
+HINT_MODEL_SEED = 2
 
 
 @pytest.fixture(scope='session')
@@ -48,10 +49,13 @@ def model_file(tmp_path_factory, tiny_dls):
 
 
 @pytest.fixture(scope='session')
-def hint_model_file(tmp_path_factory, tiny_dls):
-    "A colouriser trained briefly with hints, written by learn.export."
-    from colourgan_fastai import colour_learner
-    learn = colour_learner(tiny_dls, arch='resnet20_cifar', pretrained=False, hints=True)
+def hint_model_file(tmp_path_factory):
+    """A colouriser trained briefly with hints, written by learn.export. It trains on DataLoaders of its own, seeded
+    here, so the model is the same whichever tests ran before (a shared loader's shuffling order depends on them)."""
+    from fastai.torch_core import set_seed
+    from colourgan_fastai import colour_learner, sample_photos_dls
+    set_seed(HINT_MODEL_SEED)
+    learn = colour_learner(sample_photos_dls(size=32, n=96, bs=16), arch='resnet20_cifar', pretrained=False, hints=True)
     learn.fit_one_cycle(20, 1e-2)
     p = tmp_path_factory.mktemp('hints') / 'hinted.pkl'
     learn.export(p)
