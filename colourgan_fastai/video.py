@@ -70,12 +70,29 @@ class SteadyChroma:
     ab = w * warped + (1 - w) * predicted, with w = `keep` where the warped old L* matches the new L* (within
     `reliable` L* units, falling off smoothly beyond) and 0 where it does not or where the point came from outside
     the frame. A frame whose median mismatch is over `cut` is a new scene: the prediction is taken as it is.
-    `reset()` forgets the past (a new film)."""
-    def __init__(self, keep=0.95, reliable=8., cut=10., margin=3., scale=2):
+    Carrying moves the frame's colourfulness away from the prediction's: each warp resamples the chroma, which blurs
+    it where the picture grows (a zoom), and colours kept from earlier frames can be richer or poorer than the new
+    prediction. So the blend is scaled to the spread of the frame's own prediction (the standard deviations of a and
+    b over the frame), by a factor smoothed over frames with `hold_colour` (0.9: about the last ten frames, so that
+    grain does not make it flicker; None: no scaling). `reset()` forgets the past (a new film)."""
+    def __init__(self, keep=0.95, reliable=8., cut=10., margin=3., scale=2, hold_colour=0.9):
+        if hold_colour is not None and not 0 <= hold_colour < 1:
+            raise ValueError(f"hold_colour must be in [0, 1) or None, got {hold_colour}")
         self.keep, self.reliable, self.cut, self.margin, self.scale = keep, reliable, cut, margin, int(scale)
+        self.hold_colour = hold_colour
         self.reset()
 
-    def reset(self): self.prev_L, self.prev_small, self.prev_ab, self.cuts = None, None, None, 0
+    def reset(self): self.prev_L, self.prev_small, self.prev_ab, self.cuts, self.gain = None, None, None, 0, 1.
+
+    @staticmethod
+    def _spread(ab): return float(ab.reshape(2, -1).std(1).sum())
+
+    def _hold(self, out, predicted):
+        "`out` scaled towards `predicted`'s spread of chroma, the scale smoothed over frames (see the class docstring)."
+        if self.hold_colour is None: return out
+        ratio = float(np.clip(self._spread(predicted) / max(self._spread(out), 1e-6), 0.8, 1.25))
+        self.gain = self.hold_colour * self.gain + (1 - self.hold_colour) * ratio
+        return out * self.gain
 
     @staticmethod
     def _norm(L):
@@ -112,12 +129,12 @@ class SteadyChroma:
             warp = lambda a: cv2.remap(a, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             err = np.abs(warp(self.prev_L) - n)
             if np.median(err) > self.cut:
-                out, new_scene = ab_np, True; self.cuts += 1
+                out, new_scene = ab_np, True; self.cuts += 1; self.gain = 1.
             else:
                 inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
                 wgt = self.keep * np.exp(-(err / self.reliable) ** 2) * inside
                 carried = np.stack([warp(c) for c in self.prev_ab])
-                out = wgt * carried + (1 - wgt) * ab_np
+                out = self._hold(wgt * carried + (1 - wgt) * ab_np, ab_np)
         self.prev_L, self.prev_small, self.prev_ab = n, small, out.astype(np.float32)
         return torch.as_tensor(ab).float().clone() if new_scene else torch.from_numpy(self.prev_ab.copy())
 

@@ -64,6 +64,35 @@ def test_steady_colours_halve_flicker_under_grain_keep_quality_and_restart_at_a_
             assert np.abs(ab(runs[True][k]) - ab(runs[False][k])).max() < 1.0
 
 
+def test_steadying_keeps_the_frames_as_colourful_as_their_own_predictions_on_a_zoom_and_a_pan():
+    "Carrying chroma along the flow blurs it; the frames must stay as colourful as each frame's own prediction."
+    import torch.nn.functional as F
+    from colourgan_fastai.inference import GreyImage, _compose
+    from colourgan_fastai.lab import AB_SCALE, rgb_to_lab
+    from colourgan_fastai.metrics import colourfulness
+    from colourgan_fastai.video import SteadyChroma
+    cf = lambda img: colourfulness(torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None] / 255.).item()
+    for kind in ('zoom', 'pan'):
+        clip = make_clip(PHOTOS, kind, n=16, size=(128, 96))
+        change = {}
+        for hold in (None, 0.9):
+            steadier, diffs = SteadyChroma(hold_colour=hold), []
+            for t in range(len(clip)):                       # a perfect predictor: the truth's chroma, at 32 x 24
+                rgb = clip.frame(t)
+                grey = GreyImage.create(rgb)
+                ab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)[1:] / AB_SCALE
+                ab = F.interpolate(ab[None], size=(24, 32), mode='area')[0]
+                diffs.append(cf(_compose(grey, steadier.frame(grey, ab))) - cf(_compose(grey, ab)))
+            change[hold] = np.mean(diffs)
+        assert change[None] < -1.5, (kind, change)           # carrying alone loses colour ...
+        assert abs(change[0.9]) < 0.5, (kind, change)        # ... which holding the prediction's spread gives back
+
+
+def test_steady_colour_settings_are_checked():
+    from colourgan_fastai.video import SteadyChroma
+    with pytest.raises(ValueError, match='hold_colour'): SteadyChroma(hold_colour=1.5)
+
+
 def test_a_film_keeps_its_rate_frames_size_audio_and_lightness(model_file, tmp_path):
     src = tmp_path / 'home movie.mp4'
     _with_audio(src)

@@ -6,7 +6,7 @@ colour frames, and at a cut the largest ab difference between the two on the fir
 Writes a JSON of the numbers and, with --figure, frames of the grainy pan colourised both ways beside the flicker
 of each frame.
 
-    python examples/studies/films/steady.py --model runs/photo_small.pkl --out runs/films.json --figure images/films.png
+    python examples/studies/films/steady.py --model runs/photos.pkl --out runs/films.json --figure images/films.png
 """
 import argparse
 import json
