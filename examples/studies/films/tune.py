@@ -18,7 +18,7 @@ from colourgan_fastai.models import get_model
 from colourgan_fastai.video import SteadyChroma
 
 
-def clip_flicker(clip, greys, abs_, steadier=None):
+def flicker_and_colour(clip, greys, abs_, steadier=None):
     "(the clip's flicker, its frames' mean colourfulness), frame by frame or through `steadier`."
     frames = []
     for g, ab in zip(greys, abs_):
@@ -44,10 +44,10 @@ def main():
                              flicker=0.04 if noisy else 0)
             greys = [GreyImage.create(clip.frame(t)) for t in range(len(clip))]
             with torch.inference_mode(): abs_ = _predict(G, greys, _default_render_size(G), 8)
-            clips[kind + ('+grain' if noisy else '')] = (clip, greys, abs_, clip_flicker(clip, greys, abs_))
+            clips[kind + ('+grain' if noisy else '')] = (clip, greys, abs_, flicker_and_colour(clip, greys, abs_))
     for setting in a.settings:
         kw = eval(setting, {'dict': dict})
-        res = {n: (clip_flicker(c, g, ab, SteadyChroma(**kw)), fbf) for n, (c, g, ab, fbf) in clips.items()}
+        res = {n: (flicker_and_colour(c, g, ab, SteadyChroma(**kw)), fbf) for n, (c, g, ab, fbf) in clips.items()}
         print(f"{setting:28} " + '  '.join(f"{n} {st[0] / fbf[0]:.2f}" + (f" ({st[1] - fbf[1]:+.2f})" if a.cf else '')
                                            for n, (st, fbf) in res.items()), flush=True)
 
