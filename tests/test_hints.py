@@ -150,7 +150,8 @@ def test_folder_and_command_line_hints(hint_model_file, tmp_path, capsys):
     assert len(res['written']) == 2
     plain = colourize(hint_model_file, src / 'sub' / 'cat.png')
     assert not np.array_equal(np.asarray(Image.open(tmp_path / 'a' / 'sub' / 'cat.png')), np.asarray(plain))
-    assert np.array_equal(np.asarray(Image.open(tmp_path / 'a' / 'other.png')), np.asarray(colourize(hint_model_file, src / 'other.png')))
+    alone = np.asarray(colourize(hint_model_file, src / 'other.png'), float)    # batched beside a hinted photo:
+    assert np.abs(np.asarray(Image.open(tmp_path / 'a' / 'other.png'), float) - alone).max() <= 1   # as if alone
     hints = tmp_path / 'hints.json'
     hints.write_text(json.dumps({'in/sub/cat.png': [{'x': 40, 'y': 30, 'colour': '#ff0000'}]}))
     assert read_hints_file(hints) == {'in/sub/cat.png': [(40, 30, '#ff0000')]}
