@@ -64,6 +64,29 @@ def test_calibration_makes_the_outputs_as_colourful_as_asked(model_file, tiny_dl
     assert g2 == pytest.approx(g, rel=1e-3)
 
 
+def test_calibration_on_whole_photos_makes_what_colourize_gives_as_colourful_as_asked(model_file, tmp_path):
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+    from colourgan_fastai import load_colourizer, calibrate_colourfulness, colourize
+    from colourgan_fastai.metrics import colourfulness
+    files = []
+    for k, name in enumerate(('astronaut', 'coffee', 'chelsea')):        # larger than the 32 px training size
+        f = tmp_path / f'{name}.png'
+        Image.fromarray(getattr(skimage.data, name)()).resize((72 + 8 * k, 56)).save(f); files.append(f)
+    t = lambda im: torch.from_numpy(np.asarray(im.convert('RGB'), np.float32) / 255).permute(2, 0, 1)[None]
+    cf = lambda learn: float(np.mean([colourfulness(t(colourize(learn, f))).item() for f in files]))
+    truth = float(np.mean([colourfulness(t(Image.open(f))).item() for f in files]))
+    learn = load_colourizer(model_file)
+    target = 1.3 * cf(learn)
+    g = calibrate_colourfulness(learn, gap=truth - target, photos=files, display=False)
+    assert learn.model.chroma_gain == g and g > 1
+    assert cf(learn) == pytest.approx(target, abs=0.05)                # as colourize paints them, whole
+    crops = load_colourizer(model_file)                                 # the same photos' training-size crops
+    with pytest.raises(ValueError, match='at least one photo'): calibrate_colourfulness(crops, photos=[], display=False)
+    assert crops.model.chroma_gain == 1.
+
+
 def test_calibration_that_cannot_reach_the_target_says_so_and_changes_nothing(model_file, tiny_dls):
     from colourgan_fastai import load_colourizer, calibrate_colourfulness
     learn = load_colourizer(model_file)
