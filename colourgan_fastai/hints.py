@@ -23,7 +23,7 @@ from fastai.learner import Metric
 
 from .lab import rgb_to_lab, fit_lab_in_gamut, AB_SCALE
 
-__all__ = ['sample_hints', 'HintSampler', 'WithHints', 'parse_colour', 'hint_maps', 'check_points', 'read_hints_file',
+__all__ = ['sample_hints', 'HintSampler', 'WithHints', 'HintedPass', 'parse_colour', 'hint_maps', 'check_points', 'read_hints_file',
            'USER_PATCH']
 
 USER_PATCH = 3          # a person's point becomes a USER_PATCH x USER_PATCH hint at the render size
@@ -83,19 +83,35 @@ class HintSampler(Callback):
         self.learn.xb = (self.xb[0], *sample_hints(self.yb[0], None, self.p, self.max_patch, self.max_points))
 
 
-class WithHints(Metric):
-    """`metric` scored on predictions given `n` hints per image sampled from the truth, seeded per validation batch,
-    so every epoch (and every model) is scored on the same hints: a column of its own, e.g. `psnr_10hints`."""
-    def __init__(self, metric, n=10, seed=0): self.metric, self.n, self.seed = metric, n, seed
-    def reset(self): self.metric.reset()
+class HintedPass:
+    """The predictions with `n` hints per image sampled from the truth, seeded per validation batch (so every epoch
+    and every model sees the same hints), made once per batch however many `WithHints` columns read them."""
+    def __init__(self, n=10, seed=0): self.n, self.seed, self._last = n, seed, None
+    def __getstate__(self): return {**self.__dict__, '_last': None}      # an exported Learner keeps no batch
+    def reset(self): self._last = None
 
-    def accumulate(self, learn):
+    def __call__(self, learn):
         L_, ab = learn.xb[0], learn.yb[0]
+        if self._last is not None and self._last[0] is L_ and self._last[1] == learn.iter: return self._last[2]
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + learn.iter)
         hint, mask = sample_hints(ab, self.n, generator=g)
-        model = learn.model
-        with torch.no_grad(): pred = model(L_, hint, mask)
-        self.metric.accumulate(SimpleNamespace(xb=(L_,), yb=(ab,), pred=pred))
+        with torch.no_grad(): pred = learn.model(L_, hint, mask)
+        self._last = (L_, learn.iter, pred)
+        return pred
+
+
+class WithHints(Metric):
+    """`metric` scored on predictions given `n` hints per image sampled from the truth, seeded per validation batch,
+    so every epoch (and every model) is scored on the same hints: a column of its own, e.g. `psnr_10hints`.
+    Columns built with one `HintedPass` (`shared`) share its one hinted prediction per batch."""
+    def __init__(self, metric, n=10, seed=0, shared=None):
+        self.metric, self.hinted = metric, shared or HintedPass(n, seed)
+        self.n, self.seed = self.hinted.n, self.hinted.seed
+    def reset(self): self.metric.reset(); self.hinted.reset()
+
+    def accumulate(self, learn):
+        pred = self.hinted(learn)
+        self.metric.accumulate(SimpleNamespace(xb=(learn.xb[0],), yb=(learn.yb[0],), pred=pred))
 
     @property
     def value(self): return self.metric.value

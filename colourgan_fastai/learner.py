@@ -18,7 +18,7 @@ from fastai.torch_core import rank_distrib
 from fastcore.meta import delegates
 from fastcore.xtras import join_path_file
 
-from .hints import HintSampler, WithHints
+from .hints import HintSampler, WithHints, HintedPass
 from .models import ColourUnet, colour_unet
 from .precision import DeviceMixedPrecision
 
@@ -83,7 +83,7 @@ def colour_learner(dls, arch='resnet18', pretrained=True, weights=None, img_size
     `learn.freeze()` or discriminative learning rates.
     `hints=True`: the U-Net also takes colour hints (hints.py); the Learner carries a `HintSampler`, so every
     training batch, in every recipe and phase, gets hints sampled from its truth, and each metric gets a second
-    column scored with `n_hints` seeded hints per image (`WithHints`). An already built hinted U-Net as `arch` sets
+    column scored with 10 seeded hints per image (`WithHints`, one hinted pass per batch for all of them). An already built hinted U-Net as `arch` sets
     this by itself."""
     if isinstance(arch, ColourUnet): model = arch                       # an already built generator
     else:
@@ -93,7 +93,8 @@ def colour_learner(dls, arch='resnet18', pretrained=True, weights=None, img_size
     metrics = [mk_metric(m) for m in L(metrics)]
     cbs = L(kwargs.pop('cbs', None))
     if model.takes_hints:
-        metrics += [WithHints(copy.deepcopy(m)) for m in metrics]
+        shared = HintedPass()                                   # one hinted prediction per batch for all columns
+        metrics += [WithHints(copy.deepcopy(m), shared=shared) for m in metrics]
         cbs += HintSampler()
     return ColourLearner(dls, model, loss_func=loss_func or nn.L1Loss(), opt_func=opt_func, splitter=_unet_splitter,
                          metrics=metrics, cbs=cbs, **kwargs)

@@ -88,6 +88,16 @@ def test_training_batches_get_hints_and_validation_gets_none_and_hinted_columns(
     assert 'psnr' in names and 'psnr_10hints' in names and 'delta_colourfulness_10hints' in names
     first, second = learn.validate(), learn.validate()
     assert first == second                                         # the hinted columns use the same seeded hints
+    calls = []
+    hook = learn.model.register_forward_pre_hook(lambda mod, args: calls.append(len(args)))
+    learn.validate()
+    hook.remove()
+    n_batches = len(learn.dls.valid)
+    assert calls.count(3) == n_batches and calls.count(1) == n_batches   # one hinted pass per batch for 4 columns
+    from colourgan_fastai.hints import WithHints
+    alone = [WithHints(m) for m in colour_metrics()]                       # each column with a pass of its own
+    learn.metrics = alone
+    assert [float(v) for v in learn.validate()[1:]] == pytest.approx([float(v) for v in first[-len(alone):]], rel=1e-6)
 
 
 def test_hints_work_in_the_gan_and_colour_recipes(tiny_dls):
