@@ -178,8 +178,9 @@ def build_parser():
     t.add_argument('--init', metavar='MODEL', help="start from the weights of a model train saved (e.g. "
                    "models/colouriser_unet.pth; with --epochs 0, only the colour phase runs)")
     t.add_argument('--seed', type=int, default=42, help='random seed (default: %(default)s)')
-    t.add_argument('--hints', action='store_true', default=None, help='learn colour hints too: the model then also '
-                   'follows points a person puts (colourize --hints, the web page); without any it colourises as before '
+    t.add_argument('--hints', action=argparse.BooleanOptionalAction, help='learn colour hints too: the model then '
+                   'also follows points a person puts (colourize --hints, the web page); without any it colourises as '
+                   'a hint-free model does. --no-hints: the hint-free recipe (on photos also without its chroma gain) '
                    f'({_recipe_default("hints")})')
     t.add_argument('--overwrite', action='store_true', help='replace model files that exist')
     t.add_argument('--bf16', action='store_true', help='bf16 mixed precision: on a GPU, or a CPU with bf16 units '
@@ -200,6 +201,9 @@ def build_parser():
     v.add_argument('--calibrate', type=float, metavar='GAP', help="after training, fit the chroma gain that makes the "
                    f"set-aside images' colourfulness the truth's minus GAP ({_recipe_default('calibrate')})")
     v.add_argument('--no-calibrate', action='store_true', help='fit no chroma gain')
+    v.add_argument('--calibrate-whole', action=argparse.BooleanOptionalAction, help='fit the chroma gain on the '
+                   'set-aside photos whole, at their stored size, through colourize (the colour a user sees), not on '
+                   f"their training-size crops ({_recipe_default('calibrate_whole')})")
     v.add_argument('--progressive', type=_int_at_least(8), metavar='SIZE', help='progressive resizing: the first '
                    'L1 epochs train on the same images at SIZE px (default: off)')
     v.add_argument('--progressive-epochs', type=_int_at_least(0), help='--progressive: how many (default: half)')

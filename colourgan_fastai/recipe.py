@@ -4,8 +4,8 @@
   the encoder's own pretrained network and global class guidance (`ClassGuidanceLoss`); then a colour phase that
   adds `ColourfulnessLoss` and `PSNRLoss` on all but a share of the training images, on which one chroma gain is
   fitted after training; flip averaging. No discriminator (docs/experiments/cifar10.md).
-- `Recipe.photos()`: the same two phases for natural photos, with a lighter colour phase, no guide and no gain
-  (docs/experiments/photos.md).
+- `Recipe.photos()`: the same two phases for natural photos, with a lighter colour phase and no guide; it learns
+  colour hints, with a gain fitted on whole set-aside photos (docs/experiments/photos.md, hints.md).
 - `Recipe.seed()`: the reference implementations' recipe, reproduced: L1 pretraining of the U-Net, then GAN
   fine-tuning with `GANColourizer` (lambda = 100).
 
@@ -49,6 +49,8 @@ class Recipe:
     calibrate: float | None = None    # fit a chroma gain after training: the truth's colourfulness minus this gap
                                       # (negative: more colour than the truth)
     calibration_share: float = 0.04   # ... on this share of the training images, kept from the colour phase
+    calibrate_whole: bool = False     # ... measured on those photos whole, at their stored size, through `colourize`
+                                      # (the colour a user sees), not on their training-size crops
     hints: bool = False               # build the U-Net to learn colour hints too (`colour_learner(..., hints=True)`)
 
     def __post_init__(self):
@@ -68,8 +70,11 @@ class Recipe:
 
     @classmethod
     def photos(cls, **changes):
-        "The photo recipe: for natural photos, Imagenette or any folder (docs/experiments/photos.md)."
-        return cls(**{**dict(name='photos', epochs=10), **changes})
+        """The photo recipe: for natural photos, Imagenette or any folder (docs/experiments/photos.md). It learns colour
+        hints too, and fits a chroma gain on whole set-aside photos so that without hints it paints the hint-free
+        recipe's amount of colour (docs/experiments/hints.md); `hints=False`: the hint-free recipe, without the gain."""
+        hinted = dict(hints=True, calibrate=10.5, calibrate_whole=True) if changes.get('hints', True) else {}
+        return cls(**{**dict(name='photos', epochs=10), **hinted, **changes})
 
     @classmethod
     def seed(cls, **changes):
@@ -170,6 +175,9 @@ def train(learn, recipe=None, net=None, csv_logs=False, after_l1=None, phase1_cb
     if recipe.class_weight and recipe.kind == 'colour' and net is not None and G.guide is None:
         say("train: the U-Net has no class guide, so ClassGuidanceLoss is left out "
             "(build it with class_guidance=recipe.guide_classes(net, dls))")
+    if recipe.hints and not getattr(G, 'takes_hints', False):
+        say("train: the recipe learns colour hints but this U-Net takes none; build it with "
+            "colour_learner(..., hints=recipe.hints), or use the recipe with hints=False")
     held = None
     if recipe.calibrate is not None:
         n = recipe.n_calibration(len(learn.dls.train_ds))
@@ -191,7 +199,18 @@ def train(learn, recipe=None, net=None, csv_logs=False, after_l1=None, phase1_cb
                               phase1_cbs, colour_dls=colour_dls)
     if recipe.flip_average: use_flip_average(learn)
     if held is None: return None
-    try: gain = calibrate_colourfulness(learn, held, gap=recipe.calibrate)
+    photos = _whole_photos(held, say) if recipe.calibrate_whole else None
+    try: gain = calibrate_colourfulness(learn, held, gap=recipe.calibrate, photos=photos)
     except ValueError as e: raise CalibrationError(str(e)) from e
-    say(f"train: chroma gain {gain:.3f} makes the set-aside images' colourfulness the truth's minus {recipe.calibrate:g}")
+    say(f"train: chroma gain {gain:.3f} makes the set-aside images' colourfulness the truth's minus {recipe.calibrate:g}"
+        + (" (whole, at their stored size)" if photos else ""))
     return gain
+
+
+def _whole_photos(held, say):
+    "The files behind the set-aside DataLoader, or None (with a note) where its images are not files (cached arrays)."
+    from pathlib import Path
+    items = list(getattr(held.dataset, 'items', []))
+    if items and all(isinstance(i, (str, Path)) for i in items): return items
+    say("train: the set-aside images are not files, so the chroma gain is fitted on their training-size crops")
+    return None

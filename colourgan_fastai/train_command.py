@@ -12,14 +12,15 @@ def _recipe_for(a, kind):
     "The named recipe (by default the data set's: cifar10 on CIFAR-10, photos elsewhere) with the options given."
     from .recipe import Recipe
     if a.no_calibrate and a.calibrate is not None: raise ValueError("--calibrate GAP and --no-calibrate contradict each other")
-    r = Recipe.named(a.recipe or ('cifar10' if kind == 'cifar10' else 'photos'))
+    r = Recipe.named(a.recipe or ('cifar10' if kind == 'cifar10' else 'photos'),
+                     **({} if a.hints is None else {'hints': a.hints}))      # the photo recipe's gain goes with hints
     r = r.replace(**{k: getattr(a, k) for k in RECIPE_OPTIONS})
     return dataclasses.replace(r, calibrate=None) if a.no_calibrate else r        # None: no gain
 
 
 RECIPE_OPTIONS = ('epochs', 'lr', 'colour_epochs', 'colour_lr', 'gan_epochs', 'gan_lr', 'lambda_l1', 'feature_weight',
                   'class_weight', 'colourfulness_weight', 'psnr_weight', 'flip_average', 'calibrate', 'calibration_share',
-                  'hints')
+                  'calibrate_whole', 'hints')
 
 
 def _describe(r):
@@ -29,7 +30,8 @@ def _describe(r):
     extras = ([f"FeatureLoss {r.feature_weight:g}"] if r.feature_weight and r.kind == 'colour' else []) + \
              ([f"class guidance {r.class_weight:g}"] if r.class_weight and r.kind == 'colour' else []) + \
              (['flip averaging'] if r.flip_average else []) + (['colour hints'] if r.hints else []) + \
-             ([f"a chroma gain aimed at the truth's colourfulness minus {r.calibrate:g}"] if r.calibrate is not None else [])
+             ([f"a chroma gain aimed at the truth's colourfulness minus {r.calibrate:g}"
+               + (" on whole photos" if r.calibrate_whole else "")] if r.calibrate is not None else [])
     return f"train: recipe {r.name}: {r.epochs} L1 epochs, then {phase2}" + (f"; {', '.join(extras)}" if extras else '')
 
 

@@ -34,11 +34,12 @@ def test_train_on_a_folder_uses_the_photo_recipe_and_saves_files_plain_fastai_re
     data = _noise_folder(tmp_path / 'imgs', 12)
     stem = tmp_path / 'out' / 'm'
     base = ['train', '--data', str(data), '--arch', 'resnet20_cifar', '--size', '32', '--bs', '4', '--out', str(stem),
-            '--epochs', '1']
+            '--epochs', '1', '--no-calibrate']                  # noise has more colour than any gain reaches
     assert main(base + ['--no-pretrained']) == 0
     for f in ('m_unet.pth', 'm.pth', 'm.pkl'): assert (tmp_path / 'out' / f).exists(), f
     text = capsys.readouterr().out
     assert 'recipe photos: 1 L1 epochs, then 1 colour epoch(s) (ColourfulnessLoss 0.5, PSNRLoss 0.2)' in text
+    assert 'colour hints' in text and 'psnr_10hints' in text                  # the photo recipe learns hints
     assert 'folder at 32 px, 10 training / 2 validation images, decoded per item, fp32' in text
     assert 'no pretrained network, so the recipe\'s FeatureLoss and class guidance are left out' in text
     assert main(base + ['--no-pretrained']) != 0                                  # never overwrites without --overwrite
@@ -115,7 +116,7 @@ def test_train_init_continues_from_a_saved_model_and_never_overwrites_it(tmp_pat
     rng = np.random.RandomState(1)
     for i in range(8): Image.fromarray(rng.randint(0, 255, (36, 36, 3), dtype=np.uint8)).save(data / f'{i}.png')
     base = ['train', '--data', str(data), '--arch', 'resnet20_cifar', '--no-pretrained',
-            '--size', '32', '--bs', '4', '--colour-epochs', '0']
+            '--size', '32', '--bs', '4', '--colour-epochs', '0', '--no-calibrate']
     assert main(base + ['--epochs', '1', '--out', str(tmp_path / 'a')]) == 0
     a_unet = tmp_path / 'a_unet.pth'
     before = a_unet.read_bytes()
@@ -165,6 +166,11 @@ def test_train_calibrates_on_training_images_it_set_aside(tmp_path, capsys):
     assert "makes the set-aside images' colourfulness the truth's minus 40" in out
     from colourgan_fastai import load_colourizer
     assert load_colourizer(stem.with_suffix('.pkl')).model.chroma_gain != 1.   # fitted, saved with the model
+    whole = tmp_path / 'w'                                    # fitted on the 36 px photos as colourize renders them
+    assert main(base + ['--out', str(whole), '--calibrate', '40', '--calibration-share', '0.3', '--calibrate-whole']) == 0
+    out = capsys.readouterr().out
+    assert "minus 40 on whole photos" in out and "the truth's minus 40 (whole, at their stored size)" in out
+    assert load_colourizer(whole.with_suffix('.pkl')).model.chroma_gain != 1.
     assert main(base + ['--out', str(tmp_path / 'n'), '--calibrate', '0', '--calibration-share', '1.5']) == 2
     assert 'calibration_share must be in (0, 1)' in capsys.readouterr().err
     assert main(base + ['--out', str(tmp_path / 'n'), '--no-calibrate', '--calibrate', '1']) == 2
@@ -244,14 +250,16 @@ def test_train_with_hints_writes_a_model_that_takes_them_and_inits_from_a_hint_f
     from colourgan_fastai import load_colourizer
     data = _noise_folder(tmp_path / 'imgs', 12)
     base = ['train', '--data', str(data), '--arch', 'resnet20_cifar', '--size', '32', '--bs', '4', '--epochs', '1',
-            '--colour-epochs', '0', '--no-pretrained', '--no-calibrate']
-    assert main(base + ['--out', str(tmp_path / 'plain')]) == 0
-    assert 'colour hints' not in capsys.readouterr().out                      # the recipes train without hints
+            '--colour-epochs', '0', '--no-pretrained']
+    assert main(base + ['--out', str(tmp_path / 'plain'), '--no-hints']) == 0
+    out = capsys.readouterr().out
+    assert 'colour hints' not in out and 'chroma gain' not in out          # the hint-free photo recipe: no gain either
+    base += ['--no-calibrate']
     assert main(base + ['--out', str(tmp_path / 'hinted'), '--hints', '--init', str(tmp_path / 'plain_unet.pth')]) == 0
     out = capsys.readouterr().out
     assert 'colour hints' in out and 'psnr_10hints' in out
     assert 'its U-Net took no hints, the hint input starts at zero' in out
     assert load_colourizer(tmp_path / 'hinted.pkl').model.takes_hints
     assert not load_colourizer(tmp_path / 'plain.pkl').model.takes_hints
-    assert main(base + ['--out', str(tmp_path / 'again'), '--init', str(tmp_path / 'hinted.pth')]) != 0
+    assert main(base + ['--out', str(tmp_path / 'again'), '--no-hints', '--init', str(tmp_path / 'hinted.pth')]) != 0
     assert 'was trained with hints: pass --hints' in capsys.readouterr().err
