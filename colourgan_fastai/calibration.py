@@ -96,4 +96,4 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
         if cf < target: a = g
         else: b = g
     G.set_prediction(chroma_gain=g)
-    return g
+    return float(G.chroma_gain)                           # the gain as stored (float32), not the bisection's float64
