@@ -157,7 +157,7 @@ def _hints_tab(gr, learn, size, workdir, max_megapixels):
                 clear = gr.Button('Clear all', elem_id='hint_clear')
         with gr.Column(scale=2):
             view = gr.Image(label='Click to put a colour hint', interactive=False, elem_id='hint_view',
-                            format='jpeg')       # a preview: JPEG is 20x quicker to write than WebP; the download is PNG
+                            format='jpeg')    # a preview: JPEG is 20x quicker to write than WebP; the download is PNG
             message = gr.Markdown(elem_id='hint_message')
             download = gr.File(label='Download (full-resolution PNG)', elem_id='hint_download')
     outs = [state, view, download, message, chosen]

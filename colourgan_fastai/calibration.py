@@ -31,18 +31,26 @@ def _photos_cf(greys, abs_, gain, lo, hi):
                           for g, ab in zip(greys, abs_)]))
 
 
+PHOTO_SIDE = 8      # whole-photo calibration reduces a photo to at most this many times the render size first
+
+
 def _photo_predictions(G, photos, render_size, bs, display):
-    "Each photo's grey form, its true colourfulness and the ab `colourize` predicts for it (the gain set to 1)."
+    """Each photo's grey form, its true colourfulness and the ab `colourize` predicts for it (the gain set to 1).
+    The truth is measured at full size; a photo whose short side is over PHOTO_SIDE render sizes is then reduced to
+    that for the prediction and the bisection (the predicted chroma is smooth, so its colourfulness hardly depends on
+    the size, while a folder of 12 MP photos would otherwise be held in memory at full size)."""
+    from PIL import Image
     from .images import load_rgb
     from .inference import GreyImage, _predict, _default_render_size
     render_size = render_size or _default_render_size(G)
     greys, abs_, true_cf = [], [], []
     for k in progress_bar(range(0, len(photos), bs), display=display, leave=False):
-        chunk = photos[k:k + bs]
-        gs = [GreyImage.create(p) for p in chunk]
-        for p in chunk:
-            rgb = np.asarray(load_rgb(p), np.float32) / 255
-            true_cf.append(colourfulness(torch.from_numpy(rgb).permute(2, 0, 1)[None]).item())
+        rgbs = [load_rgb(p) for p in photos[k:k + bs]]
+        for i, im in enumerate(rgbs):
+            true_cf.append(colourfulness(torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1)[None]).item())
+            scale = PHOTO_SIDE * render_size / min(im.size)                   # the truth at full size, above
+            if scale < 1: rgbs[i] = im.resize([max(1, round(v * scale)) for v in im.size], Image.BILINEAR)
+        gs = [GreyImage.create(im) for im in rgbs]
         greys += gs; abs_ += _predict(G, gs, render_size, bs)
     return greys, abs_, float(np.mean(true_cf))
 
@@ -52,9 +60,10 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
     """Set the generator's `chroma_gain` so that on `dl` (batches of (L, ab); default `learn.dls.valid`) the
     colourised images' mean colourfulness equals the real images' minus `gap`; return the gain.
     `photos` (image files or PIL images) instead of `dl`: each photo whole, at its own size, colourised as `colourize`
-    does it (ab predicted at `render_size`, default the training size, put on the full-resolution L): the amount of
-    colour a user sees, which for photos larger than the training size differs from the crops' by a model-dependent
-    amount (docs/experiments/hints.md).
+    does it (ab predicted at `render_size`, default the training size, put on the full-resolution L; a photo over
+    eight render sizes on its short side is reduced to that for the prediction): the amount of colour a user sees, which for
+    photos larger than the training size differs from the crops' by a model-dependent amount
+    (docs/experiments/hints.md).
     Use images the model did not train on, and calibrate after the last `fit` (fitting more changes the colours
     the gain was fitted to). The generator's other eval-mode settings (`flip_average`) stay as they are and are
     part of what is calibrated. Raises ValueError when no gain in [1/max_gain, max_gain] reaches the target."""

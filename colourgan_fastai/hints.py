@@ -23,8 +23,8 @@ from fastai.learner import Metric
 
 from .lab import rgb_to_lab, fit_lab_in_gamut, AB_SCALE
 
-__all__ = ['sample_hints', 'HintSampler', 'WithHints', 'HintedPass', 'parse_colour', 'hint_maps', 'check_points', 'read_hints_file',
-           'USER_PATCH']
+__all__ = ['sample_hints', 'HintSampler', 'WithHints', 'HintedPass', 'parse_colour', 'hint_maps', 'check_points',
+           'read_hints_file', 'USER_PATCH']
 
 USER_PATCH = 3          # a person's point becomes a USER_PATCH x USER_PATCH hint at the render size
 

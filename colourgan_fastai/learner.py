@@ -83,8 +83,8 @@ def colour_learner(dls, arch='resnet18', pretrained=True, weights=None, img_size
     `learn.freeze()` or discriminative learning rates.
     `hints=True`: the U-Net also takes colour hints (hints.py); the Learner carries a `HintSampler`, so every
     training batch, in every recipe and phase, gets hints sampled from its truth, and each metric gets a second
-    column scored with 10 seeded hints per image (`WithHints`, one hinted pass per batch for all of them). An already built hinted U-Net as `arch` sets
-    this by itself."""
+    column scored with 10 seeded hints per image (`WithHints`, one hinted pass per batch for all of them). An
+    already built hinted U-Net as `arch` sets this by itself."""
     if isinstance(arch, ColourUnet): model = arch                       # an already built generator
     else:
         if img_size is None: img_size = tuple(dls.one_batch()[0].shape[-2:])

@@ -76,15 +76,22 @@ def test_calibration_on_whole_photos_makes_what_colourize_gives_as_colourful_as_
         Image.fromarray(getattr(skimage.data, name)()).resize((72 + 8 * k, 56)).save(f); files.append(f)
     t = lambda im: torch.from_numpy(np.asarray(im.convert('RGB'), np.float32) / 255).permute(2, 0, 1)[None]
     cf = lambda learn: float(np.mean([colourfulness(t(colourize(learn, f))).item() for f in files]))
-    truth = float(np.mean([colourfulness(t(Image.open(f))).item() for f in files]))
+    truth_of = lambda fs: float(np.mean([colourfulness(t(Image.open(f))).item() for f in fs]))
+    truth = truth_of(files)
     learn = load_colourizer(model_file)
     target = 1.3 * cf(learn)
     g = calibrate_colourfulness(learn, gap=truth - target, photos=files, display=False)
     assert learn.model.chroma_gain == g and g > 1
     assert cf(learn) == pytest.approx(target, abs=0.05)                # as colourize paints them, whole
-    crops = load_colourizer(model_file)                                 # the same photos' training-size crops
-    with pytest.raises(ValueError, match='at least one photo'): calibrate_colourfulness(crops, photos=[], display=False)
-    assert crops.model.chroma_gain == 1.
+    Image.fromarray(skimage.data.rocket()).save(tmp_path / 'rocket.png')   # 427 x 640: over 8 render sizes, so the
+    files = [tmp_path / 'rocket.png']                                      # prediction is fitted on a reduced copy
+    big = load_colourizer(model_file)
+    target = 1.3 * cf(big)
+    calibrate_colourfulness(big, gap=truth_of(files) - target, photos=files, display=False)
+    assert cf(big) == pytest.approx(target, rel=0.05)
+    fresh = load_colourizer(model_file)
+    with pytest.raises(ValueError, match='at least one photo'): calibrate_colourfulness(fresh, photos=[], display=False)
+    assert fresh.model.chroma_gain == 1.
 
 
 def test_calibration_that_cannot_reach_the_target_says_so_and_changes_nothing(model_file, tiny_dls):
