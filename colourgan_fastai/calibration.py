@@ -23,12 +23,16 @@ def _mean_cf(Ls, abs_, gain, lo, hi):
     return torch.cat([colourfulness(decode_lab(L, (ab * gain).clamp(lo, hi))) for L, ab in zip(Ls, abs_)]).mean().item()
 
 
+def _image_cf(im) -> float:
+    "The colourfulness of an 8-bit PIL image."
+    rgb = torch.from_numpy(np.asarray(im.convert('RGB'), np.float32) / 255)
+    return colourfulness(rgb.permute(2, 0, 1)[None]).item()
+
+
 def _photos_cf(greys, abs_, gain, lo, hi):
     "Mean colourfulness of the photos as `colourize` composes them (full-resolution L, upsampled ab, 8-bit sRGB)."
     from .inference import _compose
-    t = lambda im: torch.from_numpy(np.asarray(im.convert('RGB'), np.float32) / 255).permute(2, 0, 1)[None]
-    return float(np.mean([colourfulness(t(_compose(g, (ab * gain).clamp(lo, hi)))).item()
-                          for g, ab in zip(greys, abs_)]))
+    return float(np.mean([_image_cf(_compose(g, (ab * gain).clamp(lo, hi))) for g, ab in zip(greys, abs_)]))
 
 
 PHOTO_SIDE = 8      # whole-photo calibration reduces a photo to at most this many times the render size first
@@ -47,7 +51,7 @@ def _photo_predictions(G, photos, render_size, bs, display):
     for k in progress_bar(range(0, len(photos), bs), display=display, leave=False):
         rgbs = [load_rgb(p) for p in photos[k:k + bs]]
         for i, im in enumerate(rgbs):
-            true_cf.append(colourfulness(torch.from_numpy(np.asarray(im, np.float32) / 255).permute(2, 0, 1)[None]).item())
+            true_cf.append(_image_cf(im))
             scale = PHOTO_SIDE * render_size / min(im.size)                   # the truth at full size, above
             if scale < 1: rgbs[i] = im.resize([max(1, round(v * scale)) for v in im.size], Image.BILINEAR)
         gs = [GreyImage.create(im) for im in rgbs]
@@ -61,8 +65,8 @@ def calibrate_colourfulness(learn, dl=None, gap=0., max_gain=4., tol=0.01, displ
     colourised images' mean colourfulness equals the real images' minus `gap`; return the gain.
     `photos` (image files or PIL images) instead of `dl`: each photo whole, at its own size, colourised as `colourize`
     does it (ab predicted at `render_size`, default the training size, put on the full-resolution L; a photo over
-    eight render sizes on its short side is reduced to that for the prediction): the amount of colour a user sees, which for
-    photos larger than the training size differs from the crops' by a model-dependent amount
+    eight render sizes on its short side is reduced to that for the prediction): the amount of colour a user sees,
+    which for photos larger than the training size differs from the crops' by a model-dependent amount
     (docs/experiments/hints.md).
     Use images the model did not train on, and calibrate after the last `fit` (fitting more changes the colours
     the gain was fitted to). The generator's other eval-mode settings (`flip_average`) stay as they are and are

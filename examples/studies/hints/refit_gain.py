@@ -37,6 +37,6 @@ if __name__ == '__main__':
     args = [a for a in sys.argv[1:] if a not in ('--whole', '--always-pad')]
     if len(args) != 5: raise SystemExit(__doc__)
     if '--always-pad' in sys.argv:
-        import colourgan_fastai.inference as inf
-        inf._border = lambda h, w, size=None: inf._reflect_border(h, w)
+        from score_always_pad import use_always_pad
+        use_always_pad()
     main(*args, whole='--whole' in sys.argv)

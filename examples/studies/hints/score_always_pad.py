@@ -7,10 +7,15 @@ leaves a render at the training size itself unpadded; scoring a new model this w
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))              # examples/, for photo_figure
-import colourgan_fastai.inference as inf
 
-inf._border = lambda h, w, size=None: inf._reflect_border(h, w)
-import photo_figure  # noqa: E402
+def use_always_pad():
+    "Make `colourize` reflect-pad every render, the training size's too, as when the hint-free models were scored."
+    import colourgan_fastai.inference as inf
+    inf._border = lambda h, w, size=None: inf._reflect_border(h, w)
 
-if __name__ == '__main__': photo_figure.main(sys.argv[1:])
+
+if __name__ == '__main__':
+    use_always_pad()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))          # examples/, for photo_figure
+    import photo_figure
+    photo_figure.main(sys.argv[1:])
